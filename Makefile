@@ -1,0 +1,32 @@
+# The two commands of the README: `make reproduce` and `make test`. Both set up .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup reproduce test readme prepare
+
+setup: $(STAMP)
+
+# Re-install whenever the pins in settings.ini (read by setup.py) change.
+$(STAMP): settings.ini setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+reproduce: setup
+	$(BIN)/mnist-scratch reproduce $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto, which cannot be installed offline).
+readme: setup
+	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level=ERROR nbs/index.ipynb > README.md
+
+# Before committing: library from the notebooks, clean notebooks, README from index.ipynb.
+prepare: setup
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(MAKE) readme

@@ -1,0 +1,77 @@
+import json, os, shutil, subprocess, sys, pytest
+from PIL import Image
+from pathlib import Path
+from conftest import ROOT, write_png
+import numpy as np
+from mnist_scratch.cli import main, EXPERIMENTS
+
+def run_cli(*args):
+    "Run the installed `mnist-scratch` command as a user would."
+    exe = Path(sys.executable).parent/'mnist-scratch'
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+
+def test_reproduce_on_tiny_data(tiny, tmp_path):
+    r = run_cli('reproduce', '--data', tiny, '--out', tmp_path/'out')
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path/'out'/'results.json').read_text())
+    assert res['data'] == dict(source='path', path=str(tiny), n_train=30, n_valid=20)
+    assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
+    for e in res['experiments'].values():
+        assert e['accuracy'] == 1.0 and e['per_digit'] == [1.0]*10 and e['seconds'] >= 0
+    assert 'baseline-mse' in r.stdout and '100.00%' in r.stdout
+
+def test_only_and_accuracy_is_exact(tiny, tmp_path):
+    # make one test 3 look like a 5: 19 of 20 right, the 3s at 50%
+    write_png(tiny/'testing'/'3'/'300.png', np.asarray(Image.open(tiny/'training'/'5'/'500.png')))
+    assert main(['reproduce', '--only', 'baseline-mse', '--data', str(tiny), '--out', str(tmp_path)]) == 0
+    e = json.loads((tmp_path/'results.json').read_text())['experiments']
+    assert list(e) == ['baseline-mse']
+    assert e['baseline-mse']['accuracy'] == 19/20 and e['baseline-mse']['per_digit'][3] == 0.5
+
+@pytest.mark.parametrize('args, msg', [
+    (['--only', 'baseline-typo'], 'unknown experiment baseline-typo'),
+    (['--only', ','], 'unknown experiment'),
+    (['--sample', '--full'], 'not allowed with'),
+    (['--out', '/proc/no-such-folder'], 'cannot write there'),
+])
+def test_usage_errors_exit_2(tiny, args, msg):
+    r = run_cli('reproduce', '--data', tiny, *args)
+    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
+
+def corrupt(tiny):
+    fn = tiny/'training'/'2'/'201.png'
+    fn.write_bytes(fn.read_bytes()[:50])
+    return fn
+
+@pytest.mark.parametrize('damage, msg', [
+    (lambda t: shutil.rmtree(t/'training'), 'training/0: folder missing'),
+    (lambda t: shutil.rmtree(t/'testing'/'6'), 'testing/6: folder missing'),
+    (lambda t: [f.unlink() for f in (t/'training'/'8').iterdir()], 'training/8: no PNG images'),
+    (corrupt, 'training/2/201.png: not a readable PNG'),
+    (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 29), np.uint8)), 'testing/1/100.png: image is 29x28'),
+    (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 28, 4), np.uint8), 'RGBA'), 'image mode is RGBA'),
+])
+def test_bad_data_one_clear_line(tiny, tmp_path, damage, msg):
+    damage(tiny)
+    r = run_cli('reproduce', '--data', tiny, '--out', tmp_path/'out')
+    assert r.returncode == 1
+    errors = [l for l in r.stderr.splitlines() if 'error' in l]
+    assert len(errors) == 1 and msg in errors[0] and 'Traceback' not in r.stderr
+    assert not (tmp_path/'out'/'results.json').exists()
+
+def test_not_an_archive(tmp_path):
+    fn = tmp_path/'mnist_png.tgz'
+    fn.write_text('<html>404 Not Found</html>')
+    r = run_cli('reproduce', '--data', fn, '--out', tmp_path/'out')
+    assert r.returncode == 1 and f'{fn}: not a complete .tgz archive' in r.stderr and 'Traceback' not in r.stderr
+
+def test_sample_run_warns(tmp_path):
+    r = run_cli('reproduce', '--sample', '--out', tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'NOT comparable' in r.stderr
+    res = json.loads((tmp_path/'results.json').read_text())
+    assert res['data']['source'] == 'sample' and (res['data']['n_train'], res['data']['n_valid']) == (4000, 1000)
+    assert res['experiments']['baseline-mse']['accuracy'] > 0.7 # real digits: far above chance
+
+def test_experiment_registry_names():
+    assert set(['baseline-mae', 'baseline-mse']) <= set(EXPERIMENTS)
