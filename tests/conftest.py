@@ -10,7 +10,7 @@ ROOT = Path(__file__).parent.parent
 def digit_image(d, i=0):
     "A 28x28 uint8 image for digit `d`: a bright bar at rows 2d..2d+2, with a little noise from `i`."
     a = np.zeros((28, 28), np.uint8)
-    a[2*d:2*d+3, 4:24] = 200 + i
+    a[2*d:2*d+3, 4:24] = 200 + i%50
     return a
 
 def write_png(fn, a, mode='L'):

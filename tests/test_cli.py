@@ -74,4 +74,30 @@ def test_sample_run_warns(tmp_path):
     assert res['experiments']['baseline-mse']['accuracy'] > 0.7 # real digits: far above chance
 
 def test_experiment_registry_names():
-    assert set(['baseline-mae', 'baseline-mse']) <= set(EXPERIMENTS)
+    assert list(EXPERIMENTS) == ['baseline-mae', 'baseline-mse', 'linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp']
+
+def test_trained_experiments_on_tiny_data(tiny, tmp_path):
+    args = ['reproduce', '--only', 'linear-sigmoid,linear-softmax,linear-ce,mlp', '--data', str(tiny),
+            '--epochs', '3', '--lr', '0.5', '--bs', '8', '--seed', '3']
+    assert main(args + ['--out', str(tmp_path/'a')]) == 0
+    e = json.loads((tmp_path/'a'/'results.json').read_text())['experiments']
+    assert list(e) == ['linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp']
+    for r in e.values():
+        assert (r['epochs'], r['lr'], r['bs'], r['seed']) == (3, 0.5, 8, 3)
+        assert len(r['history']) == 3 and len(r['per_digit']) == 10 and r['seconds'] > 0
+        assert r['accuracy'] == pytest.approx(r['history'][-1]) # the final exact accuracy is the last epoch's
+    assert e['linear-ce']['accuracy'] == 1.0 # the tiny digits are separable
+    # the same seed gives the same numbers on a re-run
+    assert main(args + ['--out', str(tmp_path/'b')]) == 0
+    again = json.loads((tmp_path/'b'/'results.json').read_text())['experiments']
+    assert all(again[k]['history'] == e[k]['history'] and again[k]['confusion'] == e[k]['confusion'] for k in e)
+
+@pytest.mark.parametrize('args, msg', [
+    (['--epochs', '0'], 'argument --epochs: must be greater than 0'),
+    (['--lr', '-1'], 'argument --lr: must be greater than 0'),
+    (['--bs', '0'], 'argument --bs: must be greater than 0'),
+    (['--bs', 'many'], "argument --bs: 'many' is not a number"),
+])
+def test_bad_numbers_exit_2(tiny, args, msg):
+    r = run_cli('reproduce', '--data', tiny, *args)
+    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr

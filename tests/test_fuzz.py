@@ -1,0 +1,32 @@
+"Randomised: whatever bytes or small images the loader is given, it loads them correctly or raises MnistDataError."
+import io, numpy as np, pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+from mnist_scratch.loading import read_digit, MnistDataError
+
+def png_bytes(a, mode):
+    buf = io.BytesIO()
+    Image.fromarray(a, mode=mode).save(buf, format='PNG')
+    return buf.getvalue()
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=2000))
+def test_arbitrary_bytes(tmp_path, data):
+    fn = tmp_path/'x.png'
+    fn.write_bytes(data)
+    try: a = read_digit(fn)
+    except MnistDataError as e: assert str(fn) in str(e)
+    else: assert a.shape == (28, 28) and a.dtype == np.uint8
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(a=arrays(np.uint8, st.just((28, 28)) | st.tuples(st.integers(1, 40), st.integers(1, 40))),
+       cut=st.just(0) | st.integers(1, 100))
+def test_arbitrary_small_images(tmp_path, a, cut):
+    "Grayscale PNGs of any size, possibly truncated: exactly the 28x28 complete ones load, with their pixels."
+    fn = tmp_path/'x.png'
+    data = png_bytes(a, 'L')
+    fn.write_bytes(data[:len(data)-cut])
+    if a.shape == (28, 28) and cut == 0: assert np.array_equal(read_digit(fn), a)
+    else:
+        with pytest.raises(MnistDataError, match=str(fn)): read_digit(fn)
