@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test readme prepare
+.PHONY: setup reproduce test bench readme prepare
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/mnist-scratch bench $(ARGS)
 
 # README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto, which cannot be installed offline).
 readme: setup

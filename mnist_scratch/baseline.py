@@ -4,24 +4,25 @@
 
 # %% auto #0
 __all__ = ['mean_digits', 'calculate_error', 'mnist_distance_mae', 'mnist_distance_mse', 'predict_baseline', 'analyze_digit',
-           'per_digit_accuracy', 'overall_accuracy', 'stack_xy', 'confusion_matrix', 'most_confused', 'plot_confusion']
+           'per_digit_accuracy', 'overall_accuracy', 'stack_xy', 'confusion_matrix', 'accuracy_report', 'most_confused',
+           'plot_confusion']
 
-# %% ../nbs/02_baseline.ipynb #7940e329
+# %% ../nbs/02_baseline.ipynb #bc63cb17
 import torch
 import torch.nn.functional as F
 from .loading import DIGITS
 
-# %% ../nbs/02_baseline.ipynb #aa93bda8
+# %% ../nbs/02_baseline.ipynb #7980d69c
 def mean_digits(tensors):
     "The average image of each digit: a `[10, 28, 28]` tensor from ten `[N, 28, 28]` stacks."
     return torch.stack([t.mean(0) for t in tensors])
 
-# %% ../nbs/02_baseline.ipynb #16cab8ef
+# %% ../nbs/02_baseline.ipynb #2bc06d9c
 def calculate_error(a, b):
     "The mean absolute and the mean squared difference between two images, as a pair of floats."
     return (a-b).abs().mean().item(), ((a-b)**2).mean().item()
 
-# %% ../nbs/02_baseline.ipynb #e30789fb
+# %% ../nbs/02_baseline.ipynb #3e3d4a78
 def mnist_distance_mae(a, b):
     "Mean absolute distance over the last two axes: `[N, 28, 28]` against `[28, 28]` gives `[N]`."
     return (a-b).abs().mean((-1, -2))
@@ -30,17 +31,17 @@ def mnist_distance_mse(a, b):
     "Mean squared distance over the last two axes: `[N, 28, 28]` against `[28, 28]` gives `[N]`."
     return ((a-b)**2).mean((-1, -2))
 
-# %% ../nbs/02_baseline.ipynb #9829bd74
+# %% ../nbs/02_baseline.ipynb #db1ad23c
 def predict_baseline(x, means, distance=mnist_distance_mse):
     "The digit whose average is closest to each image of `x` (`[N, 28, 28]`): a `[N]` tensor of 0..9."
     return torch.stack([distance(x, m) for m in means], dim=1).argmin(1)
 
-# %% ../nbs/02_baseline.ipynb #b142e5f5
+# %% ../nbs/02_baseline.ipynb #8598a34f
 def analyze_digit(d, test, means, distance=mnist_distance_mse):
     "The fraction of the test images of digit `d` that the baseline classifies as `d`."
     return (predict_baseline(test[d], means, distance) == d).float().mean().item()
 
-# %% ../nbs/02_baseline.ipynb #2440b2a1
+# %% ../nbs/02_baseline.ipynb #21a0aeb5
 def per_digit_accuracy(test, means, distance=mnist_distance_mse):
     "The baseline's accuracy on the test images of each digit 0..9: a list of ten fractions."
     return [analyze_digit(d, test, means, distance) for d in range(len(test))]
@@ -49,7 +50,7 @@ def overall_accuracy(per_digit, counts):
     "Correct predictions over all images, from per-digit accuracies and the number of images of each digit."
     return sum(a*n for a, n in zip(per_digit, counts))/sum(counts)
 
-# %% ../nbs/02_baseline.ipynb #a6cdf32e
+# %% ../nbs/02_baseline.ipynb #1511d792
 def stack_xy(tensors):
     "Concatenate ten per-digit stacks into images `x` and labels `y` (the digit each image came from)."
     return torch.cat(tensors), torch.cat([torch.full((len(t),), d) for d, t in enumerate(tensors)])
@@ -58,13 +59,19 @@ def confusion_matrix(y, preds, n=10):
     "Counts of (true, predicted) pairs as an `[n, n]` tensor: rows are true digits, columns predictions."
     return torch.bincount(y*n + preds, minlength=n*n).view(n, n)
 
+def accuracy_report(y, preds):
+    "Overall and per-digit accuracy (exact counts from the confusion matrix), and the matrix itself."
+    cm = confusion_matrix(y, preds)
+    return dict(accuracy=cm.diag().sum().item()/cm.sum().item(),
+                per_digit=(cm.diag()/cm.sum(1)).tolist(), confusion=cm.tolist())
+
 def most_confused(cm, k=5):
     "The `k` largest off-diagonal cells of a confusion matrix as `(true, predicted, count)`, largest first."
     off = cm.clone().fill_diagonal_(0)
     vals, idxs = off.flatten().topk(k)
     return [(i//cm.shape[1], i%cm.shape[1], v) for i, v in zip(idxs.tolist(), vals.tolist())]
 
-# %% ../nbs/02_baseline.ipynb #bc584bb3
+# %% ../nbs/02_baseline.ipynb #afdac596
 def plot_confusion(cm, title='', ax=None):
     "Show a confusion matrix as a picture with its counts."
     import matplotlib.pyplot as plt

@@ -6,24 +6,24 @@
 __all__ = ['flatten_xy', 'split_train_valid', 'init_params', 'linear_model', 'batch_accuracy', 'mnist_loss', 'calc_grad',
            'train_epoch', 'validate_epoch', 'accuracy', 'Batches', 'train_model']
 
-# %% ../nbs/03_linear.ipynb #caf6897e
+# %% ../nbs/03_linear.ipynb #4583ddeb
 import torch
 import torch.nn.functional as F
 from .baseline import stack_xy
 
-# %% ../nbs/03_linear.ipynb #652880a3
+# %% ../nbs/03_linear.ipynb #4d8ae03b
 def flatten_xy(tensors):
     "Ten per-digit `[N, 28, 28]` stacks as one `[N, 784]` matrix of rows and a `[N]` vector of labels."
     x, y = stack_xy(tensors)
     return x.view(len(x), -1), y
 
-# %% ../nbs/03_linear.ipynb #cf1a508b
+# %% ../nbs/03_linear.ipynb #426a6c20
 def split_train_valid(x, y, n_valid=10_000, seed=42):
     "Split `x`, `y` into a training and a validation part with a fixed random permutation: the honest setup."
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     return (x[idx[n_valid:]], y[idx[n_valid:]]), (x[idx[:n_valid]], y[idx[:n_valid]])
 
-# %% ../nbs/03_linear.ipynb #1a31b9ed
+# %% ../nbs/03_linear.ipynb #67cc8e90
 def init_params(size, std=1.0):
     "Random parameters of shape `size` (normal, std `std`) whose gradients PyTorch tracks."
     return (torch.randn(size)*std).requires_grad_()
@@ -33,17 +33,17 @@ def linear_model(xb, params):
     weights, bias = params
     return xb@weights + bias
 
-# %% ../nbs/03_linear.ipynb #6c395505
+# %% ../nbs/03_linear.ipynb #b3cae6e4
 def batch_accuracy(preds, yb):
     "The fraction of a batch whose largest score is at the true digit."
     return (preds.argmax(1) == yb).float().mean()
 
-# %% ../nbs/03_linear.ipynb #ab355432
+# %% ../nbs/03_linear.ipynb #2efe118c
 def mnist_loss(preds, yb):
     "The post's first loss: sigmoid of the scores, mean squared error against the one-hot targets."
     return ((preds.sigmoid() - F.one_hot(yb, preds.shape[-1]).float())**2).mean()
 
-# %% ../nbs/03_linear.ipynb #7c9c1e68
+# %% ../nbs/03_linear.ipynb #5fe8d6e5
 def calc_grad(xb, yb, model, params, loss_func):
     "Compute the loss of `model` on a batch and add its gradients to `p.grad` of every parameter."
     loss = loss_func(model(xb, params), yb)
@@ -59,30 +59,31 @@ def train_epoch(model, params, loss_func, batches, lr):
                 p -= p.grad*lr
                 p.grad.zero_()
 
-# %% ../nbs/03_linear.ipynb #6b0107a9
+# %% ../nbs/03_linear.ipynb #524e6984
 def validate_epoch(model, params, valid_dl):
     "The post's validation: the mean of the per-batch accuracies, rounded to 4 places."
     with torch.no_grad(): accs = [batch_accuracy(model(xb, params), yb) for xb, yb in valid_dl]
     return round(torch.stack(accs).mean().item(), 4)
 
-# %% ../nbs/03_linear.ipynb #dd06b3aa
+# %% ../nbs/03_linear.ipynb #a84a1228
 def accuracy(model, params, x, y):
     "Exact accuracy: correct predictions over all images of `x`."
     with torch.no_grad(): return (model(x, params).argmax(1) == y).float().mean().item()
 
-# %% ../nbs/03_linear.ipynb #ae852f0f
+# %% ../nbs/03_linear.ipynb #9d4373c1
 class Batches:
     "Mini-batches of `x` and `y` in `bs`-sized slices, reshuffled on every pass when `shuffle` (like a `DataLoader`)."
     def __init__(self, x, y, bs=256, shuffle=True, generator=None):
         self.x, self.y, self.bs, self.shuffle, self.generator = x, y, bs, shuffle, generator
     def __len__(self): return (len(self.x) + self.bs - 1)//self.bs
     def __iter__(self):
-        idx = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else torch.arange(len(self.x))
-        for i in range(0, len(self.x), self.bs):
-            b = idx[i:i+self.bs]
-            yield self.x[b], self.y[b]
+        x, y = self.x, self.y
+        if self.shuffle: # one big reordering per epoch; every batch is then a slice, which copies nothing
+            idx = torch.randperm(len(x), generator=self.generator)
+            x, y = x[idx], y[idx]
+        for i in range(0, len(x), self.bs): yield x[i:i+self.bs], y[i:i+self.bs]
 
-# %% ../nbs/03_linear.ipynb #0eb4a7d3
+# %% ../nbs/03_linear.ipynb #79d7da60
 def train_model(model, params, loss_func, batches, valid, epochs=40, lr=1.):
     "Train `params` of `model` for `epochs` epochs; return the validation accuracy after each epoch."
     history = []

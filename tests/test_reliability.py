@@ -27,7 +27,7 @@ def test_killed_extraction_leaves_nothing_trusted(tmp_path):
     p = subprocess.Popen([sys.executable, '-c', LOAD, str(tgz)], env=os.environ.copy(),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (archives.is_dir() and list(archives.glob('.extracting-*/mnist_png/training/0/*'))):
+    while not (archives.is_dir() and list(archives.glob('.building-*/mnist_png/training/0/*'))):
         assert time.time() < deadline and p.poll() is None, 'extraction never started'
         time.sleep(0.001)
     p.send_signal(signal.SIGKILL)
