@@ -51,7 +51,7 @@ def corrupt(tiny):
     (lambda t: [f.unlink() for f in (t/'training'/'8').iterdir()], 'training/8: no PNG images'),
     (corrupt, 'training/2/201.png: not a readable PNG'),
     (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 29), np.uint8)), 'testing/1/100.png: image is 29x28'),
-    (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 28, 4), np.uint8), 'RGBA'), 'image mode is RGBA'),
+    (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 28, 4), np.uint8), 'RGBA'), 'testing/1/100.png: image has transparency'),
 ])
 def test_bad_data_one_clear_line(tiny, tmp_path, damage, msg):
     damage(tiny)

@@ -66,6 +66,8 @@ def test_cache_notices_changed_folder(tiny):
     assert load_mnist(tiny, show_progress=False).n_train == 31
     (tiny/'training'/'0'/'999.png').unlink()
     assert load_mnist(tiny, show_progress=False).n_train == 30
+    write_png(tiny/'training'/'0'/'0.png', np.full((28, 28), 255, np.uint8)) # replace an image
+    assert load_mnist(tiny, show_progress=False).train[0][0].min() == 1.0
 
 def test_corrupt_cache_is_rebuilt(tiny):
     load_mnist(tiny, show_progress=False)

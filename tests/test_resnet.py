@@ -46,3 +46,8 @@ def test_cli_resnet18(tiny, tmp_path, capsys):
     res = json.loads((tmp_path/'results.json').read_text())
     assert res['experiments']['resnet18']['epochs'] == 1 and res['machine']['device'] == 'cpu'
     assert 'resnet18 on the CPU takes a while' in capsys.readouterr().err
+
+def test_resnet18_same_seed_same_numbers(tiny):
+    m = load_mnist(tiny, show_progress=False)
+    a, b = [run_resnet18(m, epochs=1, bs=8, seed=5) for _ in range(2)]
+    assert a['history'] == b['history'] and a['confusion'] == b['confusion']
