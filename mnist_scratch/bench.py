@@ -7,7 +7,7 @@ __all__ = ['POST_SCRIPT', 'timed', 'post_load', 'bench_load', 'post_epoch', 'our
            'resnet_images_per_second', 'bench_resnet', 'bench', 'bench_table']
 
 # %% ../nbs/91_bench.ipynb #07660dd5
-import json, os, platform, statistics, subprocess, sys, tempfile, time
+import statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 from .loading import SPLITS, DIGITS, find_mnist, load_mnist
@@ -171,7 +171,7 @@ def bench_table(res):
     m = res['machine']
     rows = [('load the full data set (s)', res['load'], False),
             ('one epoch, linear + cross-entropy, training and validation (s)', res['epoch'], False),
-            (f'whole process: start, load, 10 epochs (s)', res['process'], False),
+            ('whole process: start, load, 10 epochs (s)', res['process'], False),
             ('resnet18 training (images/s, higher is better)', res['resnet'], True)]
     lines = [f"machine: {m['device']}, {m['name']}, {m['cpus']} CPUs, {m['platform']}, PyTorch {m['torch']}; "
              f"data: {res['data']['source']}, {res['data']['n_train']} training images; median of {res['repeat']}",

@@ -6,7 +6,7 @@
 __all__ = ['resnet18_learner', 'mnist_subset_files', 'folder_dls', 'tensor_dls', 'run_resnet18']
 
 # %% ../nbs/06_resnet.ipynb #f1b70868
-import os, time
+import time
 import torch
 import torch.nn.functional as F
 from .loading import SPLITS, DIGITS, image_files
