@@ -4,26 +4,26 @@
 
 # %% auto #0
 __all__ = ['flatten_xy', 'split_train_valid', 'init_params', 'linear_model', 'batch_accuracy', 'mnist_loss', 'calc_grad',
-           'train_epoch', 'validate_epoch', 'accuracy', 'Batches', 'train_model']
+           'train_epoch', 'validate_epoch', 'accuracy', 'Batches', 'by_columns', 'train_model']
 
-# %% ../nbs/03_linear.ipynb #4583ddeb
+# %% ../nbs/03_linear.ipynb #2404b4db
 import torch
 import torch.nn.functional as F
 from .baseline import stack_xy
 
-# %% ../nbs/03_linear.ipynb #4d8ae03b
+# %% ../nbs/03_linear.ipynb #1d97e690
 def flatten_xy(tensors):
     "Ten per-digit `[N, 28, 28]` stacks as one `[N, 784]` matrix of rows and a `[N]` vector of labels."
     x, y = stack_xy(tensors)
     return x.view(len(x), -1), y
 
-# %% ../nbs/03_linear.ipynb #426a6c20
+# %% ../nbs/03_linear.ipynb #ba431b96
 def split_train_valid(x, y, n_valid=10_000, seed=42):
     "Split `x`, `y` into a training and a validation part with a fixed random permutation: the honest setup."
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     return (x[idx[n_valid:]], y[idx[n_valid:]]), (x[idx[:n_valid]], y[idx[:n_valid]])
 
-# %% ../nbs/03_linear.ipynb #67cc8e90
+# %% ../nbs/03_linear.ipynb #6eb71d5c
 def init_params(size, std=1.0):
     "Random parameters of shape `size` (normal, std `std`) whose gradients PyTorch tracks."
     return (torch.randn(size)*std).requires_grad_()
@@ -33,19 +33,19 @@ def linear_model(xb, params):
     weights, bias = params
     return xb@weights + bias
 
-# %% ../nbs/03_linear.ipynb #b3cae6e4
+# %% ../nbs/03_linear.ipynb #82fc8bc2
 def batch_accuracy(preds, yb):
     "The fraction of a batch whose largest score is at the true digit."
     return (preds.argmax(1) == yb).float().mean()
 
-# %% ../nbs/03_linear.ipynb #2efe118c
+# %% ../nbs/03_linear.ipynb #c04b8d3a
 def mnist_loss(preds, yb):
     "The post's first loss: sigmoid of the scores, mean squared error against the one-hot targets."
     return ((preds.sigmoid() - F.one_hot(yb, preds.shape[-1]).float())**2).mean()
 
-# %% ../nbs/03_linear.ipynb #5fe8d6e5
+# %% ../nbs/03_linear.ipynb #ce8a0017
 def calc_grad(xb, yb, model, params, loss_func):
-    "Compute the loss of `model` on a batch and add its gradients to `p.grad` of every parameter."
+    "Compute the loss of `model` on a batch and put its gradients in `p.grad` of every parameter."
     loss = loss_func(model(xb, params), yb)
     loss.backward()
     return loss
@@ -57,33 +57,37 @@ def train_epoch(model, params, loss_func, batches, lr):
         with torch.no_grad():
             for p in params:
                 p -= p.grad*lr
-                p.grad.zero_()
+                p.grad = None # forget it: the next backward() starts a fresh one (what PyTorch's optimizers do)
 
-# %% ../nbs/03_linear.ipynb #524e6984
+# %% ../nbs/03_linear.ipynb #1e16255e
 def validate_epoch(model, params, valid_dl):
     "The post's validation: the mean of the per-batch accuracies, rounded to 4 places."
     with torch.no_grad(): accs = [batch_accuracy(model(xb, params), yb) for xb, yb in valid_dl]
     return round(torch.stack(accs).mean().item(), 4)
 
-# %% ../nbs/03_linear.ipynb #a84a1228
+# %% ../nbs/03_linear.ipynb #5b100edd
 def accuracy(model, params, x, y):
     "Exact accuracy: correct predictions over all images of `x`."
     with torch.no_grad(): return (model(x, params).argmax(1) == y).float().mean().item()
 
-# %% ../nbs/03_linear.ipynb #9d4373c1
+# %% ../nbs/03_linear.ipynb #47a52fb8
 class Batches:
-    "Mini-batches of `x` and `y` in `bs`-sized slices, reshuffled on every pass when `shuffle` (like a `DataLoader`)."
+    "Mini-batches of `x` and `y` of `bs` rows, in a new random order on every pass when `shuffle` (like a `DataLoader`)."
     def __init__(self, x, y, bs=256, shuffle=True, generator=None):
         self.x, self.y, self.bs, self.shuffle, self.generator = x, y, bs, shuffle, generator
     def __len__(self): return (len(self.x) + self.bs - 1)//self.bs
     def __iter__(self):
-        x, y = self.x, self.y
-        if self.shuffle: # one big reordering per epoch; every batch is then a slice, which copies nothing
-            idx = torch.randperm(len(x), generator=self.generator)
-            x, y = x[idx], y[idx]
-        for i in range(0, len(x), self.bs): yield x[i:i+self.bs], y[i:i+self.bs]
+        idx = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else torch.arange(len(self.x))
+        for i in range(0, len(idx), self.bs):
+            rows = idx[i:i+self.bs]
+            yield self.x.index_select(0, rows), self.y.index_select(0, rows)
 
-# %% ../nbs/03_linear.ipynb #79d7da60
+# %% ../nbs/03_linear.ipynb #f26a1cd6
+def by_columns(w):
+    "The same matrix `w`, stored column by column (as `nn.Linear` stores its weights), with gradients tracked."
+    return w.detach().T.contiguous().T.requires_grad_()
+
+# %% ../nbs/03_linear.ipynb #a683f799
 def train_model(model, params, loss_func, batches, valid, epochs=40, lr=1.):
     "Train `params` of `model` for `epochs` epochs; return the validation accuracy after each epoch."
     history = []

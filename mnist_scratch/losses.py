@@ -6,28 +6,28 @@
 __all__ = ['softmax', 'mnist_loss_softmax', 'cross_entropy_loss', 'logsumexp', 'log_softmax', 'cross_entropy_stable',
            'run_linear', 'show_weights']
 
-# %% ../nbs/04_softmax.ipynb #eb220264
+# %% ../nbs/04_softmax.ipynb #5a3a5cf4
 import torch
 import torch.nn.functional as F
-from .linear import init_params, linear_model, train_model, Batches
+from .linear import init_params, by_columns, linear_model, train_model, Batches
 
-# %% ../nbs/04_softmax.ipynb #c6557716
+# %% ../nbs/04_softmax.ipynb #f5aab24c
 def softmax(x):
     "Exponentiate the scores along the last axis and divide by their sum: probabilities that add up to 1."
     e = x.exp()
     return e/e.sum(-1, keepdim=True)
 
-# %% ../nbs/04_softmax.ipynb #ccaeb024
+# %% ../nbs/04_softmax.ipynb #cedf7af8
 def mnist_loss_softmax(preds, yb):
     "Softmax of the scores, mean squared error against the one-hot targets."
     return ((softmax(preds) - F.one_hot(yb, preds.shape[-1]).float())**2).mean()
 
-# %% ../nbs/04_softmax.ipynb #193fb13c
+# %% ../nbs/04_softmax.ipynb #bcb8a690
 def cross_entropy_loss(preds, yb):
     "The post's cross-entropy: softmax, take the true digit's probability, negative log, mean over the batch."
     return -softmax(preds)[torch.arange(len(yb)), yb].log().mean()
 
-# %% ../nbs/04_softmax.ipynb #afe1e586
+# %% ../nbs/04_softmax.ipynb #135ff672
 def logsumexp(x):
     "`log(sum(exp(x)))` along the last axis, computed without overflow by factoring out the largest value."
     m = x.max(-1, keepdim=True).values
@@ -41,15 +41,15 @@ def cross_entropy_stable(preds, yb):
     "Cross-entropy from the stable log-softmax: the same value as `cross_entropy_loss`, and finite for any scores."
     return -log_softmax(preds)[torch.arange(len(yb)), yb].mean()
 
-# %% ../nbs/04_softmax.ipynb #598fa1bc
+# %% ../nbs/04_softmax.ipynb #8bd28bc3
 def run_linear(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42):
     "Train the linear model from seed `seed` with `loss_func`; return its parameters and the accuracy after each epoch."
     torch.manual_seed(seed)
-    params = init_params((28*28, 10)), init_params(10)
+    params = by_columns(init_params((28*28, 10))), init_params(10)
     hist = train_model(linear_model, params, loss_func, Batches(*train, bs), valid, epochs, lr)
     return params, hist
 
-# %% ../nbs/04_softmax.ipynb #9e1386cf
+# %% ../nbs/04_softmax.ipynb #8218ee10
 def show_weights(w, titles=None, ncols=5, figsize=(12, 5)):
     "Draw each `[784]` column of `w` as a 28x28 picture: red positive, blue negative, white zero."
     import matplotlib.pyplot as plt

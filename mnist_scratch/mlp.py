@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['init_mlp_params', 'simple_neural_net', 'run_mlp']
 
-# %% ../nbs/05_mlp.ipynb #515933f1
+# %% ../nbs/05_mlp.ipynb #2506d74a
 import torch
 from .linear import init_params, train_model, Batches
 
-# %% ../nbs/05_mlp.ipynb #774e319c
+# %% ../nbs/05_mlp.ipynb #07d3da29
 def init_mlp_params(n_in=28*28, n_hidden=64, n_out=10):
     "Random parameters of the two-layer network: `w1`, `b1`, `w2`, `b2`."
     return init_params((n_in, n_hidden)), init_params(n_hidden), init_params((n_hidden, n_out)), init_params(n_out)
@@ -21,7 +21,7 @@ def simple_neural_net(xb, params):
     res = res.sigmoid()
     return res@w2 + b2
 
-# %% ../nbs/05_mlp.ipynb #f56ddca1
+# %% ../nbs/05_mlp.ipynb #bd246815
 def run_mlp(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42):
     "Train `simple_neural_net` from seed `seed`; return its parameters and the accuracy after each epoch."
     torch.manual_seed(seed)

@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from mnist_scratch.linear import (flatten_xy, split_train_valid, init_params, linear_model, mnist_loss, batch_accuracy,
-                                  accuracy, validate_epoch, calc_grad, train_epoch, Batches, train_model)
+                                  accuracy, validate_epoch, calc_grad, train_epoch, Batches, train_model, by_columns)
 from mnist_scratch.losses import (softmax, mnist_loss_softmax, cross_entropy_loss, logsumexp, log_softmax,
                                   cross_entropy_stable, run_linear)
 from mnist_scratch.mlp import init_mlp_params, simple_neural_net, run_mlp
@@ -95,7 +95,7 @@ def test_sgd_step_matches_torch_optim():
     F.cross_entropy(xb@ref[0] + ref[1], yb).backward()
     opt.step()
     assert all(torch.allclose(p, r, atol=1e-6) for p, r in zip(params, ref))
-    assert all((p.grad == 0).all() for p in params) # gradients are reset for the next batch
+    assert all(p.grad is None for p in params) # gradients are dropped, so the next batch starts fresh
 
 def test_calc_grad_matches_autograd():
     torch.manual_seed(0)
@@ -146,3 +146,29 @@ def test_flatten_and_split():
     assert len(tx) == 20 and len(vx) == 10
     assert sorted(torch.cat([ty, vy]).tolist()) == sorted(y.tolist())
     assert torch.equal(split_train_valid(x, y, 10, seed=0)[1][1], vy) # fixed by the seed
+
+def test_batches_are_the_permutations_rows():
+    "Each batch is the next `bs` rows of one random permutation per epoch, as slicing a reordered copy would give."
+    x, y = torch.randn(1000, 5), torch.arange(1000)
+    idx = torch.randperm(1000, generator=torch.Generator().manual_seed(3))
+    batches = list(Batches(x, y, 128, generator=torch.Generator().manual_seed(3)))
+    for i, (xb, yb) in enumerate(batches):
+        assert torch.equal(xb, x[idx][128*i:128*(i+1)]) and torch.equal(yb, y[idx][128*i:128*(i+1)])
+
+def test_by_columns_same_matrix_other_layout():
+    w = init_params((784, 10))
+    wc = by_columns(w)
+    assert torch.equal(wc, w) and wc.shape == (784, 10) and wc.stride() == (1, 784)
+    assert wc.is_leaf and wc.requires_grad and wc.data_ptr() != w.data_ptr()
+    xb, yb = torch.rand(32, 784), torch.randint(0, 10, (32,))
+    F.cross_entropy(xb@w, yb).backward(); F.cross_entropy(xb@wc, yb).backward()
+    assert torch.allclose(w.grad, wc.grad, atol=1e-6) and wc.grad.stride() == (1, 784) # the gradient keeps the layout
+
+def test_by_columns_trains_the_same_model():
+    torch.manual_seed(0)
+    x, y = torch.rand(512, 784), torch.randint(0, 10, (512,))
+    w, b = init_params((784, 10), std=0.01), init_params(10)
+    p1 = w, b
+    p2 = by_columns(w), b.detach().clone().requires_grad_()
+    for params in (p1, p2): train_epoch(linear_model, params, F.cross_entropy, Batches(x, y, 64, generator=torch.Generator().manual_seed(1)), 0.5)
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(p1, p2))

@@ -1,7 +1,10 @@
 "resnet18 (notebook 06): no downloads, the fast tensor path, and the report."
 import json, socket, pytest, torch
 from mnist_scratch.loading import load_mnist
-from mnist_scratch.resnet import resnet18_learner, tensor_dls, folder_dls, mnist_subset_files, run_resnet18
+import copy
+import torch.nn as nn, torch.nn.functional as F
+from mnist_scratch.resnet import (resnet18_learner, tensor_dls, folder_dls, mnist_subset_files, run_resnet18,
+                                  CenterConv, use_center_convs, fast_resnet18_learner)
 from mnist_scratch.cli import main
 
 @pytest.fixture
@@ -51,3 +54,45 @@ def test_resnet18_same_seed_same_numbers(tiny):
     m = load_mnist(tiny, show_progress=False)
     a, b = [run_resnet18(m, epochs=1, bs=8, seed=5) for _ in range(2)]
     assert a['history'] == b['history'] and a['confusion'] == b['confusion']
+
+@pytest.mark.parametrize('size', [1, 2, 5])
+def test_center_conv_is_the_same_convolution(size):
+    "On any image size, outputs and gradients (input and all nine weights) match PyTorch's own convolution."
+    torch.manual_seed(0)
+    ref = nn.Conv2d(16, 8, 3, padding=1)
+    ours = copy.deepcopy(ref); ours.__class__ = CenterConv
+    x1 = torch.randn(4, 16, size, size, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    out1, out2 = ref(x1), ours(x2)
+    assert torch.allclose(out1, out2, atol=1e-5)
+    g = torch.randn_like(out1)
+    out1.backward(g); out2.backward(g)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(ref.weight.grad, ours.weight.grad, atol=1e-5) and torch.allclose(ref.bias.grad, ours.bias.grad, atol=1e-5)
+    if size == 1: # the eight outer weights only meet the zero padding: their gradient is exactly zero
+        outer = torch.ones(3, 3, dtype=torch.bool); outer[1, 1] = False
+        assert (ours.weight.grad[..., outer] == 0).all()
+
+def test_use_center_convs_swaps_only_what_it_may():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 1),
+                          nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect'), nn.Conv2d(8, 8, 3, padding=2, dilation=2))
+    weights = [m.weight for m in model]
+    use_center_convs(model)
+    assert [type(m) for m in model] == [CenterConv] + [nn.Conv2d]*4
+    assert all(m.weight is w for m, w in zip(model, weights)) # the very same parameters
+
+def test_fast_learner_is_the_posts_network(tiny, no_network):
+    "Same layers and parameter count as the post's learner (one input channel), same outputs and gradients."
+    m = load_mnist(tiny, show_progress=False)
+    try: learn = fast_resnet18_learner(m, bs=8, device='cpu')
+    finally: torch.set_flush_denormal(False)
+    plain = resnet18_learner(tensor_dls(m, bs=8, device='cpu'), n_in=1)
+    assert [p.shape for p in learn.model.parameters()] == [p.shape for p in plain.model.parameters()]
+    assert sum(isinstance(c, CenterConv) for c in learn.model.modules()) == 13 # every stride-1 3x3 conv of the 4 stages
+    plain.model.load_state_dict(learn.model.state_dict())
+    learn.model.eval(); plain.model.eval() # batch norm with fixed statistics and no dropout, so the two can be compared
+    xb, yb = learn.dls.valid.one_batch()
+    for model in (learn.model, plain.model): F.cross_entropy(model(xb), yb).backward()
+    assert torch.allclose(learn.model(xb), plain.model(xb), atol=1e-4)
+    for p, q in zip(learn.model.parameters(), plain.model.parameters()): assert torch.allclose(p.grad, q.grad, atol=1e-4)
+    assert learn.opt_func is plain.opt_func and learn.loss_func is plain.loss_func
