@@ -6,7 +6,7 @@
 __all__ = ['POST_SCRIPT', 'timed', 'timed_together', 'post_load', 'bench_load', 'post_epoch', 'our_epoch', 'bench_epoch',
            'epoch_limits', 'bench_process', 'resnet_images_per_second', 'bench_resnet', 'bench', 'bench_table']
 
-# %% ../nbs/91_bench.ipynb #ad68252e
+# %% ../nbs/91_bench.ipynb #9de8dd6b
 import statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .linear import flatten_xy, init_params, by_columns, linear_model, batch_accuracy, accuracy, train_epoch, Batches
 from .losses import cross_entropy_loss
 
-# %% ../nbs/91_bench.ipynb #02ce37e5
+# %% ../nbs/91_bench.ipynb #0fe9d337
 def timed(f, repeat=3):
     "Run `f` `repeat` times; return the median seconds and the last result."
     times = []
@@ -35,7 +35,7 @@ def timed_together(fs, repeat=3):
             ts.append(time.perf_counter() - start)
     return [statistics.median(ts) for ts in times]
 
-# %% ../nbs/91_bench.ipynb #3df95e35
+# %% ../nbs/91_bench.ipynb #0a837f17
 def post_load(path):
     "The post's loading: decode every PNG of every digit folder with PIL into float tensors."
     from fastai.vision.all import tensor, Image # also adds Path.ls
@@ -50,7 +50,7 @@ def bench_load(src, repeat=3):
     assert all(torch.equal(a, b) for a, b in zip(theirs[0], m.train)) # the same tensors
     return dict(post=post, ours=ours)
 
-# %% ../nbs/91_bench.ipynb #e1a94bdb
+# %% ../nbs/91_bench.ipynb #ba77c77b
 def post_epoch(params, dl, valid_dl, lr=1.):
     "One epoch of the post's training loop and its validation, as the post writes them."
     for xb, yb in dl:
@@ -68,7 +68,7 @@ def our_epoch(params, batches, valid, lr=1.):
     train_epoch(linear_model, params, F.cross_entropy, batches, lr)
     return accuracy(linear_model, params, *valid)
 
-# %% ../nbs/91_bench.ipynb #61edc013
+# %% ../nbs/91_bench.ipynb #3a114e5b
 def bench_epoch(mnist, repeat=5, bs=256):
     "Seconds per epoch (training and validation) of the linear model with cross-entropy: the post's loop and ours."
     from fastai.data.load import DataLoader # the post's: `from fastai.vision.all import *` brings fastai's DataLoader
@@ -96,11 +96,11 @@ def epoch_limits(x, repeat=3):
     big = torch.randn(2048, 2048)
     big_mm, _ = timed(lambda: big@big, repeat) # a large square product runs near the CPU's peak arithmetic speed
     flops = 2*2*x.numel()*10 # two products per epoch (scores and weight gradient), a multiply and an add per term
-    bandwidth, peak = 2*x.numel()*x.element_size()/copy, 2*2048**3/big_mm
-    return dict(bytes=x.numel()*x.element_size(), bandwidth=bandwidth, flops=flops, peak_flops=peak,
-                memory_limit=x.numel()*x.element_size()/bandwidth, flops_limit=flops/peak)
+    peak = 2*2048**3/big_mm
+    return dict(bytes=x.nbytes, bandwidth=2*x.nbytes/copy, flops=flops, peak_flops=peak,
+                memory_limit=copy/2, flops_limit=flops/peak) # reading x once is half a copy
 
-# %% ../nbs/91_bench.ipynb #c1f6dd78
+# %% ../nbs/91_bench.ipynb #8b285a75
 POST_SCRIPT = '''
 import sys, torch
 from fastai.vision.all import *
@@ -150,7 +150,7 @@ def bench_process(src, epochs=10):
     post = run([sys.executable, '-c', POST_SCRIPT, str(src.path), str(epochs)])
     return dict(post=post, ours=ours)
 
-# %% ../nbs/91_bench.ipynb #10ab2ff0
+# %% ../nbs/91_bench.ipynb #21333a19
 def resnet_images_per_second(learn, epochs=1):
     "Train `learn` for `epochs` and return the training images per second (validation not counted)."
     from fastai.callback.core import Callback
@@ -166,18 +166,17 @@ def bench_resnet(mnist, n_per_digit=300, device=None):
     "Training images per second of resnet18: fastai's defaults against our fast path, on a subset."
     from mnist_scratch.resnet import folder_dls, resnet18_learner, fast_resnet18_learner
     post = resnet_images_per_second(resnet18_learner(folder_dls(mnist.path, n_per_digit)))
-    subset = type(mnist)([t[:n_per_digit] for t in mnist.train], [t[:n_per_digit] for t in mnist.test], mnist.source, mnist.path)
-    ours = resnet_images_per_second(fast_resnet18_learner(subset, device=device))
+    ours = resnet_images_per_second(fast_resnet18_learner(mnist.head(n_per_digit), device=device))
     torch.set_flush_denormal(False) # undo `fast_resnet18_learner`'s process-wide setting
     return dict(post=post, ours=ours)
 
-# %% ../nbs/91_bench.ipynb #c27d312d
+# %% ../nbs/91_bench.ipynb #d8fe4f92
 def bench(data=None, repeat=5, quick=False, resnet_per_digit=300, process_epochs=10):
     "Run every comparison on the same data and return the raw figures."
     from mnist_scratch.cli import machine
     src = find_mnist(data)
     mnist = load_mnist(src, show_progress=False)
-    if quick: mnist = type(mnist)([t[:50] for t in mnist.train], [t[:20] for t in mnist.test], src.source, src.path)
+    if quick: mnist = mnist.head(50, 20)
     res = dict(machine=machine(), data=dict(source=src.source, n_train=mnist.n_train, n_valid=mnist.n_valid), repeat=repeat)
     res['load'] = bench_load(src, repeat) if not quick else None
     res['epoch'] = bench_epoch(mnist, repeat)

@@ -255,6 +255,9 @@ class MnistData:
     @property
     def n_valid(self): return sum(len(t) for t in self.test)
     def __repr__(self): return f"MnistData({self.source}: {self.n_train} training, {self.n_valid} testing images from {self.path})"
+    def head(self, n_train, n_test=None):
+        "The first `n_train` training and `n_test` (default `n_train`) test images of every digit: a quick subset."
+        return MnistData([t[:n_train] for t in self.train], [t[:n_test or n_train] for t in self.test], self.source, self.path)
 
 # %% ../nbs/01_loading.ipynb #4c0075d4
 def _decode(path, show_progress):

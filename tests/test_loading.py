@@ -251,3 +251,10 @@ def test_offline_full_cli_says_how_to_provide_data(no_download, capsys):
     assert main(['reproduce', '--full', '--only', 'baseline-mse']) == 1
     err = capsys.readouterr().err
     assert 'full MNIST is not available' in err and '--data PATH' in err and 'MNIST_SCRATCH_DATA' in err
+
+def test_head_is_the_first_images_of_every_digit(tiny):
+    m = load_mnist(tiny, show_progress=False)
+    h = m.head(2, 1)
+    assert [len(t) for t in h.train] == [2]*10 and [len(t) for t in h.test] == [1]*10
+    assert all(torch.equal(a, b[:2]) for a, b in zip(h.train, m.train)) and (h.source, h.path) == (m.source, m.path)
+    assert [len(t) for t in m.head(1).test] == [1]*10
