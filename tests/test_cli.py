@@ -95,9 +95,9 @@ def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     assert all(again[k]['history'] == e[k]['history'] and again[k]['confusion'] == e[k]['confusion'] for k in e)
 
 @pytest.mark.parametrize('args, msg', [
-    (['--epochs', '0'], 'argument --epochs: must be greater than 0'),
-    (['--lr', '-1'], 'argument --lr: must be greater than 0'),
-    (['--bs', '0'], 'argument --bs: must be greater than 0'),
+    (['--epochs', '0'], 'argument --epochs: must be a finite number greater than 0'),
+    (['--lr', '-1'], 'argument --lr: must be a finite number greater than 0'),
+    (['--bs', '0'], 'argument --bs: must be a finite number greater than 0'),
     (['--bs', 'many'], "argument --bs: 'many' is not a number"),
     (['--device', 'tpu'], 'argument --device: invalid choice'),
 ])

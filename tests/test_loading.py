@@ -220,11 +220,11 @@ def test_ambiguous_images_are_refused(tiny, make, msg):
 
 def test_unreadable_file(tiny, monkeypatch):
     fn = tiny/'training'/'1'/'100.png'
-    real_open = Image.open
+    real_open = os.open
     def deny(f, *a, **k):
         if Path(f) == fn: raise PermissionError(13, 'Permission denied', str(f))
         return real_open(f, *a, **k)
-    monkeypatch.setattr(loading.Image, 'open', deny) # root reads any file, so a chmod cannot show this
+    monkeypatch.setattr(loading.os, 'open', deny) # root reads any file, so a chmod cannot show this
     with pytest.raises(MnistDataError, match='cannot be read \\(Permission denied\\): check its permissions'): read_digit(fn)
 
 def test_extra_folder_is_ignored_with_a_warning(tiny):
