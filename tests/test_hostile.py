@@ -187,12 +187,19 @@ def test_cache_file_never_runs_code(tiny, tmp_path):
     with pytest.warns(UserWarning, match='cannot be read'): load(tiny)
     assert not (tmp_path/'pwned').exists()
 
-def test_changed_extraction_is_extracted_again(tiny, tmp_path):
+def test_deleted_file_in_extraction_is_noticed_at_once(tiny, tmp_path):
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
     src = find_mnist(tgz)
     load(src)
-    (src.path/'training'/'0'/'0.png').unlink() # deleted inside the cache
-    write_png(src.path/'training'/'1'/'100.png', np.full((28, 28), 255, np.uint8)) # replaced by another image
+    (src.path/'training'/'0'/'0.png').unlink() # deleted inside the cache: fastai's from_folder would train on fewer
+    with pytest.warns(UserWarning, match='extracted files no longer match .*mnist_png.tgz; extracting it again'): src = find_mnist(tgz)
+    assert (src.path/'training'/'0'/'0.png').is_file() and same(load(src), expected(tiny))
+
+def test_changed_file_in_extraction_is_noticed_when_decoded(tiny, tmp_path):
+    tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
+    src = find_mnist(tgz)
+    load(src)
+    write_png(src.path/'training'/'1'/'100.png', np.full((28, 28), 255, np.uint8)) # replaced: as many files as before
     shutil.rmtree(cache_dir()/'tensors') # so that the images are decoded from the extracted folder
     with pytest.warns(UserWarning, match='extracted files no longer match .*mnist_png.tgz; extracting it again'): m = load(tgz)
     assert same(m, expected(tiny))
@@ -210,6 +217,8 @@ def test_unusable_cache_folder(tiny, tmp_path, monkeypatch, which):
     assert len(w) == 1 and same(m, expected(tiny)) # folder data still loads, with one warning
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
     with pytest.raises(MnistDataError, match='mnist_png.tgz: .*cache folder .* cannot be used .*set MNIST_SCRATCH_CACHE'): find_mnist(tgz)
+    with pytest.raises(MnistDataError, match='offline sample is written into the cache, and the cache folder .* cannot be used'):
+        find_mnist(sample=True)
 
 def test_full_disk(tiny, tmp_path, monkeypatch):
     real = os.fdopen
@@ -369,3 +378,10 @@ def test_cache_command_lists_and_clears_only_its_own(tiny, tmp_path, capsys):
     assert main(['cache', '--clear']) == 0 and f'removed {freed/1e6:.1f} MB' in capsys.readouterr().out
     assert cache_entries() == [] and sorted(p.name for p in cache_dir().iterdir()) == ['notes.txt']
     assert load(tgz).n_train == 30 # and everything is rebuilt on the next load
+
+def test_ctrl_c_exits_130_without_a_traceback(tiny, tmp_path, monkeypatch, capsys):
+    from mnist_scratch import cli
+    def interrupted(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(cli, 'reproduce', interrupted)
+    assert main(['reproduce', '--data', str(tiny), '--out', str(tmp_path/'out')]) == 130
+    assert capsys.readouterr().err == 'mnist-scratch: interrupted\n'
