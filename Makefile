@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test bench readme prepare
+.PHONY: setup reproduce test bench readme prepare docs
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ test: setup
 
 bench: setup
 	$(BIN)/mnist-scratch bench $(ARGS)
+
+# The website, offline, into _site/ (see docs/build.py); preview: python3 -m http.server -d _site, then localhost:8000.
+docs: setup
+	$(BIN)/python docs/build.py
 
 # README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto, which cannot be installed offline).
 readme: setup
