@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test bench readme prepare docs
+.PHONY: setup reproduce test bench readme prepare docs lab
 
 setup: $(STAMP)
 
@@ -13,6 +13,8 @@ $(STAMP): settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# the notebooks' kernel, python3, is this environment's own Python (make lab puts it before any other)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-scratch)" > /dev/null
 	touch $(STAMP)
 
 reproduce: setup
@@ -20,6 +22,10 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Read and run the series as a reader does: JupyterLab in nbs/, on this .venv's kernel.
+lab: setup
+	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --notebook-dir=nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 bench: setup
 	$(BIN)/mnist-scratch bench $(ARGS)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from .loading import (MnistDataError, load_mnist, find_mnist, printable, write_atomic, cache_dir,
+from .loading import (MnistDataError, load_mnist, find_mnist, printable, shown, write_atomic, cache_dir,
                                    cache_entries, clear_cache)
 from .baseline import (mean_digits, stack_xy, predict_baseline, accuracy_report,
                                     mnist_distance_mae, mnist_distance_mse)
@@ -144,7 +144,7 @@ def write_report(res, out, charts=True):
 def results_table(res):
     "The results of `reproduce` as a text table."
     d = res['data']
-    lines = [f"data: {d['source']} ({printable(d['path'])}), {d['n_train']} training and {d['n_valid']} test images",
+    lines = [f"data: {d['source']} ({printable(shown(d['path']))}), {d['n_train']} training and {d['n_valid']} test images",
              f"{'experiment':<16}{'accuracy':>9}{'mean/digit':>11}{'seconds':>9}  " + ''.join(f'{i:>6}' for i in range(10))]
     for name, r in res['experiments'].items():
         pd = r['per_digit']

@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['SPLITS', 'DIGITS', 'IMG_SIZE', 'ENV_VAR', 'HOW_TO_PROVIDE', 'MAX_MEMBERS', 'MAX_MEMBER_BYTES', 'MAX_TAR_BYTES',
-           'MANIFEST', 'SAMPLE_TRAIN_PER_DIGIT', 'SAMPLE_WARNING', 'PNG_SIGNATURE', 'CACHE_FORMAT', 'printable', 'warn',
-           'MnistDataError', 'MnistSource', 'cache_dir', 'cache_unusable', 'check_mnist_folder', 'open_regular',
-           'file_sha256', 'files_digest', 'extraction_intact', 'remove_abandoned', 'build_folder', 'extract_archive',
-           'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample', 'sample_mnist', 'find_mnist',
-           'decode_digit', 'read_digit', 'is_image_name', 'image_files', 'image_path_to_tensor', 'folder_key',
-           'MnistData', 'write_atomic', 'tensors_sha256', 'read_cache', 'write_cache', 'source_id', 'load_mnist',
-           'cache_entries', 'clear_cache']
+           'MANIFEST', 'SAMPLE_TRAIN_PER_DIGIT', 'SAMPLE_WARNING', 'PNG_SIGNATURE', 'CACHE_FORMAT', 'printable',
+           'shown', 'warn', 'MnistDataError', 'MnistSource', 'cache_dir', 'cache_unusable', 'check_mnist_folder',
+           'open_regular', 'file_sha256', 'files_digest', 'extraction_intact', 'remove_abandoned', 'build_folder',
+           'extract_archive', 'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample', 'sample_mnist',
+           'find_mnist', 'decode_digit', 'read_digit', 'is_image_name', 'image_files', 'image_path_to_tensor',
+           'folder_key', 'MnistData', 'write_atomic', 'tensors_sha256', 'read_cache', 'write_cache', 'source_id',
+           'load_mnist', 'cache_entries', 'clear_cache']
 
 # %% ../nbs/01_loading.ipynb #d75ba70a
 import bz2, gzip, hashlib, io, json, lzma, os, shutil, socket, stat, tarfile, tempfile, time, warnings, zlib
@@ -35,6 +35,11 @@ def printable(s):
     "`s` with what a terminal would act on (escape codes, control characters, undecodable bytes) written as escapes."
     return ''.join(c if c.isprintable() else f'\\x{ord(c)-0xdc00:02x}' if '\udc80' <= c <= '\udcff'
                    else c.encode('unicode_escape').decode() for c in str(s))
+
+def shown(path):
+    "`path` as a reader should see it: from `~` when it is in the home folder, so no machine's own layout shows."
+    try: return '~/' + Path(path).resolve().relative_to(Path.home().resolve()).as_posix()
+    except ValueError: return str(path)
 
 def warn(msg):
     "Warn with `msg` made printable: file names in it come from the data, and could be anything."
@@ -465,10 +470,11 @@ class MnistData:
     def n_train(self): return sum(len(t) for t in self.train)
     @property
     def n_valid(self): return sum(len(t) for t in self.test)
-    def __repr__(self): return f"MnistData({self.source}: {self.n_train} training, {self.n_valid} testing images from {self.path})"
+    def __repr__(self): return f"MnistData({self.source}: {self.n_train} training, {self.n_valid} testing images from {shown(self.path)})"
     def head(self, n_train, n_test=None):
         "The first `n_train` training and `n_test` (default `n_train`) test images of every digit: a quick subset."
-        return MnistData([t[:n_train] for t in self.train], [t[:n_test or n_train] for t in self.test], self.source, self.path)
+        n_test = n_train if n_test is None else n_test # `head(5, 0)`: no test images, not five
+        return MnistData([t[:n_train] for t in self.train], [t[:n_test] for t in self.test], self.source, self.path)
 
 # %% ../nbs/01_loading.ipynb #4c0075d4
 def _decode(path, show_progress):
