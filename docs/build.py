@@ -124,7 +124,7 @@ def stage(dest):
         (dest/f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT/f, dest/f)
     for nb in story + appendices: stage_notebook(nb, dest/'nbs'/nb.name)
-    if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', dest/'nbs'/'images')
+    if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', dest/'nbs'/'images', dirs_exist_ok=True)
     mods = modules()
     for mod, nb in mods.items(): (dest/f'{page_name(nb)}.md').write_text(module_page(mod, nb))
     (dest/'api.md').write_text(api_index(mods))
