@@ -88,6 +88,10 @@ def test_run_all_in_jupyterlab(lab, browser, nb, record_property):
         page.goto(f'http://127.0.0.1:{lab}/lab/tree/nbs/{nb}?reset')
         page.wait_for_function(KERNEL_READY, timeout=120_000)
         assert page.locator('.jp-Dialog').count() == 0, 'a dialog (Select Kernel?) came up on opening the notebook'
+        # the kernel is the project's .venv (make setup installs it there, and JUPYTER_PREFER_ENV_PATH puts it first)
+        spec = page.evaluate(f"() => {NOTEBOOK}.sessionContext.session.kernel.name")
+        assert spec == 'python3' and page.evaluate(
+            "() => window.jupyterapp.serviceManager.kernelspecs.specs.kernelspecs.python3.display_name") == 'Python 3 (mnist-scratch)'
         start = time.perf_counter()
         page.evaluate(f"window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_function(f"() => {NOTEBOOK}.content.widgets.some(c => c.model.type === 'code' && c.model.executionCount !== null)", timeout=120_000)
