@@ -269,8 +269,9 @@ def main(argv=None):
     except MnistDataError as e: # bad or missing data, or an unusable cache: one clear line, no traceback
         print(f"mnist-scratch: error: {e}", file=sys.stderr)
     except OSError as e: # writing the results failed (a full disk, say): each file is replaced whole or kept as it was
-        print(f"mnist-scratch: error: {printable(e.filename or '')}: {printable(e.strerror or e)}; earlier results there are unchanged",
-              file=sys.stderr)
+        where = printable(e.filename or getattr(args, 'out', None) or cache_dir())
+        kept = '; earlier results there are unchanged' if args.command == 'reproduce' else ''
+        print(f"mnist-scratch: error: {where}: {printable(e.strerror or e)}{kept}", file=sys.stderr)
     except KeyboardInterrupt:
         print("mnist-scratch: interrupted", file=sys.stderr)
         return 130

@@ -322,7 +322,7 @@ def test_results_are_replaced_whole_or_kept(tiny, tmp_path, monkeypatch, capsys)
     def full(fd, *a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
     monkeypatch.setattr(loading.os, 'fsync', full)
     assert main(['reproduce', '--only', 'baseline-mae', '--data', str(tiny), '--out', str(out)]) == 1
-    assert 'No space left on device; earlier results there are unchanged' in capsys.readouterr().err
+    assert f'mnist-scratch: error: {out}: No space left on device; earlier results there are unchanged' in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before # nothing emptied, no temporary file left
 
 def test_help_says_what_takes_long_and_what_the_environment_is():
