@@ -177,7 +177,7 @@ def _seed(s):
     if not 0 <= v < 2**32: raise argparse.ArgumentTypeError(f"must be from 0 to {2**32-1}, got {printable(s)}")
     return v
 
-ENVIRONMENT = f"""environment variables:
+ENVIRONMENT = """environment variables:
   MNIST_SCRATCH_DATA   an MNIST folder or .tgz archive, used when --data is not given
   MNIST_SCRATCH_CACHE  the cache folder for extracted archives and decoded images (default: ~/.cache/mnist_scratch)
   FASTAI_HOME          where fastai keeps downloaded data sets (default: ~/.fastai)

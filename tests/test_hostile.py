@@ -124,7 +124,7 @@ def test_abandoned_building_folder_is_removed(tiny, tmp_path):
     (cache_dir()/'archives').mkdir(parents=True)
     dead, alive = cache_dir()/'archives'/'.building-dead', cache_dir()/'archives'/'.building-alive'
     for p in (dead, alive): (p/'mnist_png').mkdir(parents=True); os.utime(p, (0, 0)) # as if killed long ago
-    fd = loading._lock(alive) # a run still working in it
+    fd = loading._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
     try: load(tgz)
     finally: os.close(fd)
     assert not dead.exists() and alive.exists()
@@ -385,3 +385,9 @@ def test_ctrl_c_exits_130_without_a_traceback(tiny, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(cli, 'reproduce', interrupted)
     assert main(['reproduce', '--data', str(tiny), '--out', str(tmp_path/'out')]) == 130
     assert capsys.readouterr().err == 'mnist-scratch: interrupted\n'
+
+def test_a_fresh_extraction_is_not_checked_again(tiny, tmp_path, monkeypatch):
+    "Files written moments ago by this very load are decoded without reading them all once more to check them."
+    tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
+    monkeypatch.setattr(loading, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
+    assert load(tgz).n_train == 30
