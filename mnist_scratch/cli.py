@@ -36,7 +36,7 @@ def run_trained(data, run, model, loss_func, epochs=40, lr=1., bs=256, seed=42, 
     train, (x, y) = flatten_xy(data.train), flatten_xy(data.test)
     params, hist = run(loss_func, train, (x, y), epochs, lr, bs, seed)
     with torch.no_grad(): preds = model(x, params).argmax(1)
-    return dict(accuracy_report(y, preds), history=hist, epochs=epochs, lr=lr, bs=bs, seed=seed,
+    return dict(accuracy_report(y, preds), history=hist['accuracy'], loss=hist['loss'], epochs=epochs, lr=lr, bs=bs, seed=seed,
                 parameters=sum(p.numel() for p in params))
 
 # %% ../nbs/90_cli.ipynb #fa992f13

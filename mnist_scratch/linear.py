@@ -24,9 +24,9 @@ def split_train_valid(x, y, n_valid=10_000, seed=42):
     return (x[idx[n_valid:]], y[idx[n_valid:]]), (x[idx[:n_valid]], y[idx[:n_valid]])
 
 # %% ../nbs/03_linear.ipynb #6eb71d5c
-def init_params(size, std=1.0):
-    "Random parameters of shape `size` (normal, std `std`) whose gradients PyTorch tracks."
-    return (torch.randn(size)*std).requires_grad_()
+def init_params(size, std=1.0, generator=None):
+    "Random parameters of shape `size` (normal, std `std`, drawn from `generator`) whose gradients PyTorch tracks."
+    return (torch.randn(size, generator=generator)*std).requires_grad_()
 
 def linear_model(xb, params):
     "The linear model: `xb @ weights + bias` for a batch of flattened images `xb`."
@@ -51,13 +51,15 @@ def calc_grad(xb, yb, model, params, loss_func):
     return loss
 
 def train_epoch(model, params, loss_func, batches, lr):
-    "One epoch of mini-batch gradient descent: a step against the gradient for every batch of `batches`."
+    "One epoch of mini-batch gradient descent: a step against the gradient for every batch; returns the mean loss."
+    total = 0.
     for xb, yb in batches:
-        calc_grad(xb, yb, model, params, loss_func)
+        total += calc_grad(xb, yb, model, params, loss_func).item()
         with torch.no_grad():
             for p in params:
                 p -= p.grad*lr
                 p.grad = None # forget it: the next backward() starts a fresh one (what PyTorch's optimizers do)
+    return total/len(batches)
 
 # %% ../nbs/03_linear.ipynb #1e16255e
 def validate_epoch(model, params, valid_dl):
@@ -89,9 +91,9 @@ def by_columns(w):
 
 # %% ../nbs/03_linear.ipynb #a683f799
 def train_model(model, params, loss_func, batches, valid, epochs=40, lr=1.):
-    "Train `params` of `model` for `epochs` epochs; return the validation accuracy after each epoch."
-    history = []
+    "Train `params` of `model` for `epochs` epochs; return each epoch's mean training loss and validation accuracy."
+    history = dict(loss=[], accuracy=[])
     for _ in range(epochs):
-        train_epoch(model, params, loss_func, batches, lr)
-        history.append(accuracy(model, params, *valid))
+        history['loss'].append(train_epoch(model, params, loss_func, batches, lr))
+        history['accuracy'].append(accuracy(model, params, *valid))
     return history

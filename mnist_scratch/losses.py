@@ -42,12 +42,11 @@ def cross_entropy_stable(preds, yb):
     return -log_softmax(preds)[torch.arange(len(yb)), yb].mean()
 
 # %% ../nbs/04_softmax.ipynb #8bd28bc3
-def run_linear(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42):
-    "Train the linear model from seed `seed` with `loss_func`; return its parameters and the accuracy after each epoch."
-    torch.manual_seed(seed)
-    params = by_columns(init_params((28*28, 10))), init_params(10)
-    hist = train_model(linear_model, params, loss_func, Batches(*train, bs), valid, epochs, lr)
-    return params, hist
+def run_linear(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42, std=1.0):
+    "Train the linear model from seed `seed` (init std `std`) with `loss_func`; return its parameters and history."
+    g = torch.Generator().manual_seed(seed) # the initial weights and the order of the batches, nothing else
+    params = by_columns(init_params((28*28, 10), std, g)), init_params(10, std, g)
+    return params, train_model(linear_model, params, loss_func, Batches(*train, bs, generator=g), valid, epochs, lr)
 
 # %% ../nbs/04_softmax.ipynb #8218ee10
 def show_weights(w, titles=None, ncols=5, figsize=(12, 5)):

@@ -10,9 +10,11 @@ import torch
 from .linear import init_params, train_model, Batches
 
 # %% ../nbs/05_mlp.ipynb #07d3da29
-def init_mlp_params(n_in=28*28, n_hidden=64, n_out=10):
+def init_mlp_params(n_in=28*28, n_hidden=64, n_out=10, generator=None):
     "Random parameters of the two-layer network: `w1`, `b1`, `w2`, `b2`."
-    return init_params((n_in, n_hidden)), init_params(n_hidden), init_params((n_hidden, n_out)), init_params(n_out)
+    g = generator
+    return init_params((n_in, n_hidden), generator=g), init_params(n_hidden, generator=g), \
+           init_params((n_hidden, n_out), generator=g), init_params(n_out, generator=g)
 
 def simple_neural_net(xb, params):
     "The post's network: a linear layer to 64 units, a sigmoid, and a linear layer to 10 scores."
@@ -22,9 +24,8 @@ def simple_neural_net(xb, params):
     return res@w2 + b2
 
 # %% ../nbs/05_mlp.ipynb #bd246815
-def run_mlp(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42):
-    "Train `simple_neural_net` from seed `seed`; return its parameters and the accuracy after each epoch."
-    torch.manual_seed(seed)
-    params = init_mlp_params()
-    hist = train_model(simple_neural_net, params, loss_func, Batches(*train, bs), valid, epochs, lr)
-    return params, hist
+def run_mlp(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42, n_hidden=64):
+    "Train `simple_neural_net` from seed `seed`; return its parameters and history (loss and accuracy per epoch)."
+    g = torch.Generator().manual_seed(seed) # the initial weights and the order of the batches, nothing else
+    params = init_mlp_params(n_hidden=n_hidden, generator=g)
+    return params, train_model(simple_neural_net, params, loss_func, Batches(*train, bs, generator=g), valid, epochs, lr)
