@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test bench readme prepare docs lab
+.PHONY: setup reproduce test test-fast bench readme export prepare docs lab
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ reproduce: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# While developing: the unit tests only (no notebooks, no browser, no training), in under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
 # Read and run the series as a reader does: JupyterLab in nbs/, on this .venv's kernel.
 lab: setup
 	JUPYTER_PREFER_ENV_PATH=1 $(BIN)/jupyter lab --notebook-dir=nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -38,8 +42,14 @@ docs: setup
 readme: setup
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level=ERROR nbs/index.ipynb > README.md
 
-# Before committing: library from the notebooks, clean notebooks, README from index.ipynb.
-prepare: setup
+# The library from the notebooks. nbdev appends a cell exported to a notebook's second module (`#| export metrics`)
+# to that module's file, so each second module starts empty here; the notebook's own module is rewritten anyway.
+SECOND_MODULES = $(shell grep -ho '"\#| export [a-z_]*' nbs/*.ipynb | cut -d' ' -f3 | sort -u)
+export: $(STAMP)
+	for m in $(SECOND_MODULES); do echo '__all__ = []' > mnist_scratch/$$m.py; done
 	$(BIN)/nbdev_export
+
+# Before committing: library from the notebooks, clean notebooks, README from index.ipynb.
+prepare: export
 	$(BIN)/nbdev_clean
 	$(MAKE) readme

@@ -4,7 +4,7 @@ Usage: python docs/build.py [--out DIR]
 
 Nothing is executed: mkdocs-jupyter renders each notebook as it is committed. The pages are staged in a temporary
 folder (the repository is only read), laid out as nbdev's `_modidx.py` expects its links: the notebooks under
-`nbs/`, and one reference page per module at the top, `loading.html#load_mnist` and so on.
+`nbs/`, and one reference page per notebook that exports code at the top, `sources.html#load_mnist` and so on.
 """
 import argparse, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
@@ -33,8 +33,15 @@ def modules():
     "The library's modules, each with the notebook it is exported from (from the header nbdev writes into it)."
     out = {}
     for py in sorted((ROOT/LIB).glob('*.py')):
-        m = re.search(r'File to edit: \.\./nbs/(\S+\.ipynb)', py.read_text())
+        if py.stem.startswith('_'): continue # __init__, _modidx, and __main__ (only `python -m mnist_scratch`)
+        m = re.search(r'^# %% \.\./nbs/(\S+\.ipynb)', py.read_text(), re.M) # the notebook of its first cell
         if m: out[py.stem] = m[1]
+    return out
+
+def pages(mods):
+    "The reference pages, one per notebook as `_modidx.py` links them: {page name: [(module, notebook), ...]}."
+    out = {}
+    for mod, nb in mods.items(): out.setdefault(page_name(nb), []).append((mod, nb))
     return out
 
 def signature(obj):
@@ -86,7 +93,9 @@ def api_index(mods):
     rows = '\n'.join(f"| [`{LIB}.{m}`]({page_name(nb)}.md) | [{nb}](nbs/{nb}) | {(importlib.import_module(f'{LIB}.{m}').__doc__ or '').strip()} |"
                      for m, nb in mods.items())
     return (f"# The library's reference\n\nEvery function and class of the `{LIB}` package, generated from the code and its "
-            "docstrings. Each module is exported from one notebook, which explains it and shows it at work.\n\n"
+            "docstrings. Each module is exported from one notebook, which explains it and shows it at work.
+The modules follow the data: sources and data, metrics, training, the models and losses, the experiments, the
+report and the benchmark, and the command line; each imports only modules before it.\n\n"
             f"| module | notebook | what it does |\n|---|---|---|\n{rows}\n")
 
 LINK = re.compile(r'\]\((?!https?:)([^)\s]+?)\.ipynb(#[^)\s]*)?\)')
@@ -126,13 +135,13 @@ def stage(dest):
     for nb in story + appendices: stage_notebook(nb, dest/'nbs'/nb.name)
     if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', dest/'nbs'/'images', dirs_exist_ok=True)
     mods = modules()
-    for mod, nb in mods.items(): (dest/f'{page_name(nb)}.md').write_text(module_page(mod, nb))
+    for page, ms in pages(mods).items(): (dest/f'{page}.md').write_text('\n'.join(module_page(m, nb) for m, nb in ms))
     (dest/'api.md').write_text(api_index(mods))
     cfg = (ROOT/'docs'/'mkdocs.yml').read_text()
     nav = ['nav:', '  - Home: index.ipynb', '  - The story:']
     nav += [f"      - '{title(nb)}': nbs/{nb.name}" for nb in story]
     nav += ['  - Appendices:'] + [f"      - '{title(nb)}': nbs/{nb.name}" for nb in appendices]
-    nav += ['  - Reference:', '      - api.md'] + [f"      - '{LIB}.{m}': {page_name(nb)}.md" for m, nb in mods.items()]
+    nav += ['  - Reference:', '      - api.md'] + [f"      - '{', '.join(f'{LIB}.{m}' for m, _ in ms)}': {page}.md" for page, ms in pages(mods).items()]
     return cfg + '\n' + '\n'.join(nav) + '\n'
 
 def without_mathjax(site):

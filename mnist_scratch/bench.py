@@ -10,9 +10,11 @@ __all__ = ['POST_SCRIPT', 'timed', 'timed_together', 'post_load', 'bench_load', 
 import statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
-from .loading import SPLITS, DIGITS, find_mnist, load_mnist
 import torch.nn.functional as F
-from .linear import flatten_xy, init_params, by_columns, linear_model, batch_accuracy, accuracy, train_epoch, Batches
+from .sources import SPLITS, DIGITS, find_mnist, load_mnist
+from .fast import Batches, by_columns, denormals_flushed, machine
+from .training import seeded, init_params, batch_accuracy, accuracy, train_epoch
+from .linear import flatten_xy, linear_model
 from .losses import cross_entropy_loss
 
 # %% ../nbs/91_bench.ipynb #0fe9d337
@@ -77,8 +79,8 @@ def bench_epoch(mnist, repeat=5, bs=256):
     dl, valid_dl = DataLoader(list(zip(x, y)), batch_size=bs, shuffle=True), DataLoader(list(zip(*valid)), batch_size=bs)
     torch_dl = TorchDataLoader(list(zip(x, y)), batch_size=bs, shuffle=True)
     torch_valid_dl = TorchDataLoader(list(zip(*valid)), batch_size=bs)
-    torch.manual_seed(42)
-    p1 = init_params((28*28, 10)), init_params(10)
+    g = torch.Generator().manual_seed(42)
+    p1 = init_params((28*28, 10), generator=g), init_params(10, generator=g)
     p2 = by_columns(p1[0]), p1[1].detach().clone().requires_grad_()
     p3 = tuple(p.detach().clone().requires_grad_() for p in p1)
     post, ours, post_torch = timed_together([lambda: post_epoch(p1, dl, valid_dl), lambda: our_epoch(p2, Batches(x, y, bs), valid),
@@ -166,32 +168,32 @@ def bench_resnet(mnist, n_per_digit=300, device=None):
     "Training images per second of resnet18: fastai's defaults against our fast path, on a subset."
     from mnist_scratch.resnet import folder_dls, resnet18_learner, fast_resnet18_learner
     post = resnet_images_per_second(resnet18_learner(folder_dls(mnist.path, n_per_digit)))
-    ours = resnet_images_per_second(fast_resnet18_learner(mnist.head(n_per_digit), device=device))
-    torch.set_flush_denormal(False) # undo `fast_resnet18_learner`'s process-wide setting
+    with denormals_flushed(): ours = resnet_images_per_second(fast_resnet18_learner(mnist.head(n_per_digit), device=device))
     return dict(post=post, ours=ours)
 
 # %% ../nbs/91_bench.ipynb #d8fe4f92
 def bench(data=None, repeat=5, quick=False, resnet_per_digit=300, process_epochs=10):
     "Run every comparison on the same data and return the raw figures."
-    from mnist_scratch.cli import machine
-    src = find_mnist(data)
-    mnist = load_mnist(src, show_progress=False)
-    if quick: mnist = mnist.head(50, 20)
-    res = dict(machine=machine(), data=dict(source=src.source, n_train=mnist.n_train, n_valid=mnist.n_valid), repeat=repeat)
-    res['load'] = bench_load(src, repeat) if not quick else None
-    res['epoch'] = bench_epoch(mnist, repeat)
-    res['process'] = bench_process(src, process_epochs) if not quick else None
-    res['resnet'] = bench_resnet(mnist, 20 if quick else resnet_per_digit)
-    return res
+    with seeded(42): # fastai draws from the global generators: they are as before afterwards
+        src = find_mnist(data)
+        mnist = load_mnist(src, show_progress=False)
+        if quick: mnist = mnist.head(50, 20)
+        res = dict(machine=machine(), data=dict(source=src.source, n_train=mnist.n_train, n_valid=mnist.n_valid), repeat=repeat,
+                   process_epochs=process_epochs)
+        res['load'] = bench_load(src, repeat) if not quick else None
+        res['epoch'] = bench_epoch(mnist, repeat)
+        res['process'] = bench_process(src, process_epochs) if not quick else None
+        res['resnet'] = bench_resnet(mnist, 20 if quick else resnet_per_digit)
+        return res
 
 def bench_table(res):
     "The benchmark figures as a text table with the speed-up of ours over the post's."
     m = res['machine']
     rows = [('load the full data set (s)', res['load'], False),
             ('one epoch, linear + cross-entropy, training and validation (s)', res['epoch'], False),
-            ('whole process: start, load, 10 epochs (s)', res['process'], False),
+            (f"whole process: start, load, {res['process_epochs']} epochs (s)", res['process'], False),
             ('resnet18 training (images/s, higher is better)', res['resnet'], True)]
-    lines = [f"machine: {m['device']}, {m['name']}, {m['cpus']} CPUs, {m['platform']}, PyTorch {m['torch']}; "
+    lines = [f"machine: {m['cpu']}, {m['cpus']} CPUs{', ' + m['gpu'] if m['gpu'] else ''}, {m['platform']}, PyTorch {m['torch']}; "
              f"data: {res['data']['source']}, {res['data']['n_train']} training images; median of {res['repeat']}",
              f"{'':<66}{'post':>9}{'ours':>9}{'speed-up':>10}"]
     for name, r, higher in rows:

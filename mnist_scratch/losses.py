@@ -4,12 +4,11 @@
 
 # %% auto #0
 __all__ = ['softmax', 'mnist_loss_softmax', 'cross_entropy_loss', 'logsumexp', 'log_softmax', 'cross_entropy_stable',
-           'run_linear', 'show_weights']
+           'show_weights']
 
 # %% ../nbs/04_softmax.ipynb #5a3a5cf4
 import torch
 import torch.nn.functional as F
-from .linear import init_params, by_columns, linear_model, train_model, Batches
 
 # %% ../nbs/04_softmax.ipynb #f5aab24c
 def softmax(x):
@@ -40,13 +39,6 @@ def log_softmax(x):
 def cross_entropy_stable(preds, yb):
     "Cross-entropy from the stable log-softmax: the same value as `cross_entropy_loss`, and finite for any scores."
     return -log_softmax(preds)[torch.arange(len(yb)), yb].mean()
-
-# %% ../nbs/04_softmax.ipynb #8bd28bc3
-def run_linear(loss_func, train, valid, epochs=40, lr=1., bs=256, seed=42, std=1.0):
-    "Train the linear model from seed `seed` (init std `std`) with `loss_func`; return its parameters and history."
-    g = torch.Generator().manual_seed(seed) # the initial weights and the order of the batches, nothing else
-    params = by_columns(init_params((28*28, 10), std, g)), init_params(10, std, g)
-    return params, train_model(linear_model, params, loss_func, Batches(*train, bs, generator=g), valid, epochs, lr)
 
 # %% ../nbs/04_softmax.ipynb #8218ee10
 def show_weights(w, titles=None, ncols=5, figsize=(12, 5)):

@@ -1,8 +1,10 @@
 import pytest, torch
 import torch.nn.functional as F
-from mnist_scratch.baseline import (mean_digits, calculate_error, mnist_distance_mae, mnist_distance_mse,
-                                    predict_baseline, analyze_digit, per_digit_accuracy, overall_accuracy,
-                                    stack_xy, confusion_matrix, most_confused)
+from mnist_scratch.baseline import mean_digits, calculate_error, mnist_distance_mae, mnist_distance_mse, predict_baseline, analyze_digit, per_digit_accuracy, overall_accuracy
+from mnist_scratch.data import stack_xy
+from mnist_scratch.metrics import confusion_matrix, most_confused
+
+pytestmark = pytest.mark.global_rng # the tests draw their own random data
 
 def test_distances_hand_computed():
     a = torch.tensor([[0., 1.], [2., 3.]])

@@ -1,15 +1,56 @@
 import json, os, shutil, subprocess, sys, pytest
 from PIL import Image
 from pathlib import Path
-from conftest import ROOT, write_png, make_tiny_mnist
+from conftest import ROOT, ENTRY, run_cli, write_png, make_tiny_mnist
 import numpy as np
-from mnist_scratch.cli import main, EXPERIMENTS
+from mnist_scratch.cli import main
+from mnist_scratch.experiments import EXPERIMENTS
 
-def run_cli(*args):
-    "Run the installed `mnist-scratch` command as a user would."
-    exe = Path(sys.executable).parent/'mnist-scratch'
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
 
+@pytest.mark.slow
+def test_entry_point_and_python_m_are_the_same_command():
+    from importlib.metadata import entry_points
+    (ep,) = entry_points(group='console_scripts', name='mnist-scratch')
+    assert ep.value == 'mnist_scratch.cli:main'
+    import mnist_scratch
+    for cmd in ([sys.executable, '-c', ENTRY], [sys.executable, '-m', 'mnist_scratch']):
+        r = subprocess.run(cmd + ['--version'], capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, f'mnist-scratch {mnist_scratch.__version__}\n'), r.stderr
+
+def test_list_shows_every_experiment_with_defaults(capsys):
+    assert main(['list']) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {l.split()[0]: l for l in out[1:]}
+    assert list(rows) == list(EXPERIMENTS)
+    assert rows['linear-ce'].endswith('91.5%  epochs 40, lr 1.0, bs 256, seed 42')
+    assert rows['resnet18'].endswith('99.4%  epochs 4, lr 0.1, bs 64, seed 42') and rows['baseline-mae'].endswith('—  —')
+
+@pytest.mark.parametrize('args, msg', [
+    (['--data', 'x', '--sample'], '--data and --sample exclude each other'),
+    (['--only', 'baseline-mse', '--epochs', '3'], '--epochs: none of the chosen experiments takes it (baseline-mse)'),
+])
+@pytest.mark.slow
+def test_options_that_mean_nothing_are_usage_errors(args, msg, tmp_path):
+    r = run_cli('reproduce', *args, '--out', tmp_path/'out')
+    assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
+    assert not (tmp_path/'out').exists() # checked before anything is written
+
+def test_results_survive_an_interrupted_run(tiny, tmp_path, monkeypatch):
+    "Ctrl-C during the third experiment: exit 130, and results.json holds the two that finished, with what made them."
+    import dataclasses
+    from mnist_scratch import cli, report
+    def interrupted(data, **hp): raise KeyboardInterrupt
+    exps = dict(EXPERIMENTS, **{'linear-ce': dataclasses.replace(EXPERIMENTS['linear-ce'], run=interrupted)})
+    for module in (cli, report): monkeypatch.setattr(module, 'EXPERIMENTS', exps)
+    out = tmp_path/'out'
+    assert main(['reproduce', '--only', 'baseline-mae,baseline-mse,linear-ce', '--data', str(tiny), '--out', str(out)]) == 130
+    res = json.loads((out/'results.json').read_text())
+    assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
+    assert res['schema'] == 2 and res['version'] and res['torch'] and res['started'] and 'commit' in res
+    assert res['experiments']['baseline-mse']['device'] == 'cpu'
+    assert sorted(p.name for p in out.iterdir()) == ['results.json', 'results.md']
+
+@pytest.mark.slow
 def test_reproduce_on_tiny_data(tiny, tmp_path):
     r = run_cli('reproduce', '--only', 'baseline-mae,baseline-mse', '--data', tiny, '--out', tmp_path/'out')
     assert r.returncode == 0, r.stderr
@@ -36,6 +77,7 @@ def test_only_and_accuracy_is_exact(tiny, tmp_path):
     (['--sample', '--full'], 'not allowed with'),
     (['--out', '/proc/no-such-folder'], 'cannot write there'),
 ])
+@pytest.mark.slow
 def test_usage_errors_exit_2(tiny, args, msg):
     r = run_cli('reproduce', '--data', tiny, *args)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
@@ -53,6 +95,7 @@ def corrupt(tiny):
     (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 29), np.uint8)), 'testing/1/100.png: image is 29x28'),
     (lambda t: write_png(t/'testing'/'1'/'100.png', np.zeros((28, 28, 4), np.uint8), 'RGBA'), 'testing/1/100.png: image has transparency'),
 ])
+@pytest.mark.slow
 def test_bad_data_one_clear_line(tiny, tmp_path, damage, msg):
     damage(tiny)
     r = run_cli('reproduce', '--data', tiny, '--out', tmp_path/'out')
@@ -61,12 +104,14 @@ def test_bad_data_one_clear_line(tiny, tmp_path, damage, msg):
     assert len(errors) == 1 and msg in errors[0] and 'Traceback' not in r.stderr
     assert not (tmp_path/'out'/'results.json').exists()
 
+@pytest.mark.slow
 def test_not_an_archive(tmp_path):
     fn = tmp_path/'mnist_png.tgz'
     fn.write_text('<html>404 Not Found</html>')
     r = run_cli('reproduce', '--data', fn, '--out', tmp_path/'out')
     assert r.returncode == 1 and f'{fn}: not a complete .tgz archive' in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_sample_run_warns(tmp_path):
     r = run_cli('reproduce', '--sample', '--only', 'baseline-mse', '--out', tmp_path)
     assert r.returncode == 0, r.stderr
@@ -78,6 +123,7 @@ def test_sample_run_warns(tmp_path):
 def test_experiment_registry_names():
     assert list(EXPERIMENTS) == ['baseline-mae', 'baseline-mse', 'linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp', 'resnet18']
 
+@pytest.mark.slow
 def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     args = ['reproduce', '--only', 'linear-sigmoid,linear-softmax,linear-ce,mlp', '--data', str(tiny),
             '--epochs', '3', '--lr', '0.5', '--bs', '8', '--seed', '3']
@@ -85,7 +131,7 @@ def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     e = json.loads((tmp_path/'a'/'results.json').read_text())['experiments']
     assert list(e) == ['linear-sigmoid', 'linear-softmax', 'linear-ce', 'mlp']
     for r in e.values():
-        assert (r['epochs'], r['lr'], r['bs'], r['seed']) == (3, 0.5, 8, 3)
+        assert r['hyperparameters'] == dict(epochs=3, lr=0.5, bs=8, seed=3) and r['device'] == 'cpu'
         assert len(r['history']) == 3 and len(r['per_digit']) == 10 and r['seconds'] > 0
         assert r['accuracy'] == pytest.approx(r['history'][-1]) # the final exact accuracy is the last epoch's
     assert e['linear-ce']['accuracy'] == 1.0 # the tiny digits are separable
@@ -101,10 +147,12 @@ def test_trained_experiments_on_tiny_data(tiny, tmp_path):
     (['--bs', 'many'], "argument --bs: 'many' is not a number"),
     (['--device', 'tpu'], 'argument --device: invalid choice'),
 ])
+@pytest.mark.slow
 def test_bad_numbers_exit_2(tiny, args, msg):
     r = run_cli('reproduce', '--data', tiny, *args)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_whole_series_writes_report_and_charts(tiny, tmp_path):
     tmp_path = tmp_path/'out'
     assert main(['reproduce', '--data', str(tiny), '--epochs', '1', '--bs', '16', '--out', str(tmp_path)]) == 0
@@ -115,10 +163,11 @@ def test_whole_series_writes_report_and_charts(tiny, tmp_path):
     assert all(f'`{k}`' in md for k in EXPERIMENTS) and '| 99.4% |' in md # the post's resnet18 number beside ours
     assert (tmp_path/'accuracy.png').read_bytes()[:4] == b'\x89PNG'
 
+@pytest.mark.slow
 def test_bench_smoke(tmp_path, capsys):
     "The benchmark code runs end to end on a tiny slice (its timings mean nothing here)."
     data = make_tiny_mnist(tmp_path/'data', n_train=30, n_test=3)
     assert main(['bench', '--quick', '--repeat', '1', '--data', str(data), '--json']) == 0
     res = json.loads(capsys.readouterr().out)
     assert res['epoch']['post'] > 0 and res['epoch']['ours'] > 0 and res['resnet']['ours'] > 0
-    assert res['epoch']['acc_post'] >= 0 and res['machine']['cpus'] == os.cpu_count()
+    assert res['machine']['cpus'] == os.cpu_count() and res['process_epochs'] == 10

@@ -5,7 +5,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, unquote
 from conftest import ROOT
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 @pytest.fixture(scope='module')
 def site(tmp_path_factory):
@@ -105,7 +105,7 @@ def test_nbdev_links_resolve_on_the_site(site):
     assert not missing, '\n'.join(missing[:30])
 
 def test_reference_links_each_function_to_its_notebook(site):
-    html = (site/'loading.html').read_text()
+    html = (site/'sources.html').read_text()
     assert 'id="load_mnist"' in html and 'Load MNIST as an' in html # the docstring
-    assert 'href="nbs/01_loading.html"' in html # the notebook that defines it
+    assert 'href="nbs/93_sources.html"' in html # the notebook that defines it
     assert 'an MNIST folder, a <code>.tgz</code> archive' in html # a parameter's comment, read from the source

@@ -3,8 +3,10 @@ import io, numpy as np, pytest
 from hypothesis import example, given, settings, strategies as st, HealthCheck
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from mnist_scratch.loading import read_digit, MnistDataError
+from mnist_scratch.sources import read_digit, MnistDataError
 
+
+pytestmark = pytest.mark.slow # `make test-fast` leaves these out
 def png_bytes(a, mode):
     buf = io.BytesIO()
     Image.fromarray(a, mode=mode).save(buf, format='PNG')
@@ -41,7 +43,7 @@ def test_arbitrary_small_images(tmp_path, a, cut):
 import io, os, tarfile, tempfile
 from pathlib import Path
 from conftest import make_tiny_mnist
-from mnist_scratch.loading import find_mnist
+from mnist_scratch.sources import find_mnist
 
 NAME_PARTS = ['mnist_png', 'training', 'testing', '0', '7', 'x.png', '..', '.', '', 'a\\b', 'c:', '\x1b[2J', 'é', 'd'*120]
 member = st.fixed_dictionaries(dict(

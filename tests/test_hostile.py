@@ -2,10 +2,9 @@
 import errno, gzip, io, json, os, shutil, signal, subprocess, sys, tarfile, time, zlib, numpy as np, pytest, torch
 from pathlib import Path
 from PIL import Image
-from conftest import digit_image, write_png, make_tiny_mnist
-from mnist_scratch import loading
-from mnist_scratch.loading import (MnistDataError, find_mnist, load_mnist, read_digit, cache_dir, cache_entries,
-                                   clear_cache, printable, MAX_MEMBER_BYTES)
+from conftest import digit_image, write_png, make_tiny_mnist, run_cli
+from mnist_scratch import sources
+from mnist_scratch.sources import MnistDataError, find_mnist, load_mnist, read_digit, cache_dir, cache_entries, clear_cache, printable, MAX_MEMBER_BYTES
 from mnist_scratch.cli import main
 
 pytestmark = pytest.mark.timeout(120) # a regression that hangs or fills a disk fails instead
@@ -97,19 +96,19 @@ def zeros_tgz(fn, n, size):
     return fn
 
 def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(loading, 'MAX_TAR_BYTES', 4 << 20) # the real limit is 512 MB; the mechanism is the same
+    monkeypatch.setattr(sources, 'MAX_TAR_BYTES', 4 << 20) # the real limit is 512 MB; the mechanism is the same
     tgz = zeros_tgz(tmp_path/'bomb.tgz', 64, 1 << 20) # 64 MB of zeros in a 64 KB file
     assert tgz.stat().st_size < 200_000
     with pytest.raises(MnistDataError, match='refused, it unpacks to more than 4 MB; MNIST unpacks to 73 MB'): find_mnist(tgz)
     assert archives() == [] and sum(p.stat().st_size for p in cache_dir().rglob('*') if p.is_file()) == 0
 
 def test_too_many_members(tmp_path, monkeypatch):
-    monkeypatch.setattr(loading, 'MAX_MEMBERS', 50)
+    monkeypatch.setattr(sources, 'MAX_MEMBERS', 50)
     with pytest.raises(MnistDataError, match='refused, more than 50 members; MNIST has 70,023'):
         find_mnist(zeros_tgz(tmp_path/'many.tgz', 60, 1))
 
 def test_real_limits_leave_room_for_mnist():
-    assert loading.MAX_MEMBERS > 3*70_023 and loading.MAX_TAR_BYTES > 5*73_000_000 and MAX_MEMBER_BYTES > 1000*419
+    assert sources.MAX_MEMBERS > 3*70_023 and sources.MAX_TAR_BYTES > 5*73_000_000 and MAX_MEMBER_BYTES > 1000*419
 
 def test_bzip2_and_xz_archives_work(tiny, tmp_path):
     for mode in ('w:bz2', 'w:xz'):
@@ -124,15 +123,16 @@ def test_abandoned_building_folder_is_removed(tiny, tmp_path):
     (cache_dir()/'archives').mkdir(parents=True)
     dead, alive = cache_dir()/'archives'/'.building-dead', cache_dir()/'archives'/'.building-alive'
     for p in (dead, alive): (p/'mnist_png').mkdir(parents=True); os.utime(p, (0, 0)) # as if killed long ago
-    fd = loading._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
+    fd = sources._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
     try: load(tgz)
     finally: os.close(fd)
     assert not dead.exists() and alive.exists()
 
+@pytest.mark.slow
 def test_killed_run_leftovers_removed_end_to_end(tmp_path):
     data = make_tiny_mnist(tmp_path/'data', n_train=300, n_test=50)
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', data)
-    code = "import sys; from mnist_scratch.loading import load_mnist; load_mnist(sys.argv[1], show_progress=False)"
+    code = "import sys; from mnist_scratch.sources import load_mnist; load_mnist(sys.argv[1], show_progress=False)"
     p = subprocess.Popen([sys.executable, '-c', code, str(tgz)], env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not list((cache_dir()/'archives').glob('.building-*/mnist_png/training/0/*')):
@@ -170,7 +170,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning(tiny, damage, why):
     torch.save(damage(raw), fn)
     with pytest.warns(UserWarning, match=f'ignoring the decoded cache, .*{why}.*decoding the images again'): m = load(tiny)
     assert same(m, expected(tiny))
-    assert not loading._cache_problem(torch.load(fn, weights_only=True)) # and the rebuilt cache is whole again
+    assert not sources._cache_problem(torch.load(fn, weights_only=True)) # and the rebuilt cache is whole again
 
 def test_overwritten_cache_bytes_are_noticed(tiny):
     fn, _ = cached(tiny)
@@ -227,7 +227,7 @@ def test_full_disk(tiny, tmp_path, monkeypatch):
         def writable(self): return True
         def write(self, b): raise OSError(errno.ENOSPC, 'No space left on device')
         def close(self): self.f.close(); super().close()
-    monkeypatch.setattr(loading.os, 'fdopen', lambda fd, mode='r', *a, **k: Full(fd) if 'w' in mode else real(fd, mode, *a, **k))
+    monkeypatch.setattr(sources.os, 'fdopen', lambda fd, mode='r', *a, **k: Full(fd) if 'w' in mode else real(fd, mode, *a, **k))
     with pytest.warns(UserWarning, match=r'cannot be used \(No space left on device\)') as w: m = load(tiny)
     assert len(w) == 1 and same(m, expected(tiny))
     assert not [p for p in cache_dir().rglob('*') if p.is_file()] # no empty or partial file left behind
@@ -267,7 +267,7 @@ def test_decompression_bomb_png(tmp_path):
     "A header that promises 60000x60000 pixels is refused from the header, before anything is allocated."
     fn = tmp_path/'bomb.png'
     ihdr = (60000).to_bytes(4, 'big')*2 + bytes([8, 0, 0, 0, 0])
-    fn.write_bytes(loading.PNG_SIGNATURE + png_chunk(b'IHDR', ihdr) + png_chunk(b'IDAT', zlib.compress(bytes(60001)*100)) + png_chunk(b'IEND', b''))
+    fn.write_bytes(sources.PNG_SIGNATURE + png_chunk(b'IHDR', ihdr) + png_chunk(b'IDAT', zlib.compress(bytes(60001)*100)) + png_chunk(b'IEND', b''))
     with pytest.raises(MnistDataError, match='bomb.png: image is 60000x60000, expected 28x28'): read_digit(fn)
 
 @pytest.mark.parametrize('fmt, name', [('JPEG', 'JPEG'), ('BMP', 'BMP'), ('GIF', 'GIF'), ('TIFF', 'TIFF')])
@@ -283,15 +283,13 @@ def test_gray_png_with_transparency_is_refused(tmp_path):
 
 def test_huge_file_named_png(tmp_path):
     fn = tmp_path/'x.png'
-    fn.write_bytes(loading.PNG_SIGNATURE + bytes(MAX_MEMBER_BYTES + 10))
+    fn.write_bytes(sources.PNG_SIGNATURE + bytes(MAX_MEMBER_BYTES + 10))
     with pytest.raises(MnistDataError, match='x.png: more than 1,048,576 bytes'): read_digit(fn)
 
 # --- the command line: arguments, hangs, messages, results ---
 
-def run_cli(*args, timeout=120):
-    exe = shutil.which('mnist-scratch', path=str(Path(sys.executable).parent))
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env=os.environ.copy(), timeout=timeout)
 
+@pytest.mark.slow
 @pytest.mark.parametrize('data, msg', [('/dev/zero', 'is a device, not an archive'), ('fifo', 'is a FIFO, not an archive')])
 def test_data_that_would_hang(tmp_path, data, msg):
     if data == 'fifo': os.mkfifo(data := tmp_path/'mnist_png.tgz')
@@ -303,10 +301,12 @@ def test_data_that_would_hang(tmp_path, data, msg):
     (['--seed', '1.5'], 'is not a whole number'), (['--lr', 'inf'], 'must be a finite number greater than 0'),
     (['--lr', 'nan'], 'must be a finite number'), (['--epochs', '1e3'], 'is not a number'),
 ])
+@pytest.mark.slow
 def test_bad_numbers_are_usage_errors(tiny, args, msg):
     r = run_cli('reproduce', '--data', tiny, *args)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_escape_codes_in_names_are_printed_safely(tiny, tmp_path):
     fn = tiny/'training'/'5'/'\x1b[2J\x07.png'
     fn.write_bytes(b'not a png')
@@ -320,11 +320,12 @@ def test_results_are_replaced_whole_or_kept(tiny, tmp_path, monkeypatch, capsys)
     assert main(['reproduce', '--only', 'baseline-mse', '--data', str(tiny), '--out', str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     def full(fd, *a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(loading.os, 'fsync', full)
+    monkeypatch.setattr(sources.os, 'fsync', full)
     assert main(['reproduce', '--only', 'baseline-mae', '--data', str(tiny), '--out', str(out)]) == 1
     assert f'mnist-scratch: error: {out}: No space left on device; earlier results there are unchanged' in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before # nothing emptied, no temporary file left
 
+@pytest.mark.slow
 def test_help_says_what_takes_long_and_what_the_environment_is():
     out = {cmd: run_cli(cmd, '--help').stdout for cmd in ('reproduce', 'bench')}
     main_help = run_cli('--help').stdout
@@ -384,10 +385,10 @@ def test_ctrl_c_exits_130_without_a_traceback(tiny, tmp_path, monkeypatch, capsy
     def interrupted(*a, **k): raise KeyboardInterrupt
     monkeypatch.setattr(cli, 'reproduce', interrupted)
     assert main(['reproduce', '--data', str(tiny), '--out', str(tmp_path/'out')]) == 130
-    assert capsys.readouterr().err == 'mnist-scratch: interrupted\n'
+    assert capsys.readouterr().err.splitlines()[-1] == f'mnist-scratch: interrupted; {tmp_path}/out/results.json keeps the experiments that finished'
 
 def test_a_fresh_extraction_is_not_checked_again(tiny, tmp_path, monkeypatch):
     "Files written moments ago by this very load are decoded without reading them all once more to check them."
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
-    monkeypatch.setattr(loading, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
+    monkeypatch.setattr(sources, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
     assert load(tgz).n_train == 30

@@ -13,7 +13,7 @@ CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 # the story notebooks, 06 with its FULL_RUN switch off as committed: small checks and the saved full run
 STORY = [nb.name for nb in sorted((ROOT/'nbs').glob('0[1-9]_*.ipynb'))]
 pytestmark = [pytest.mark.skipif(not CHROMIUM, reason='no Chromium here: apt-get install chromium to run the browser tests'),
-              pytest.mark.timeout(900)]
+              pytest.mark.timeout(900), pytest.mark.slow]
 
 def free_port():
     with socket.socket() as s:

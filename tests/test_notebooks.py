@@ -3,6 +3,8 @@ import subprocess, sys, pytest
 from pathlib import Path
 from conftest import ROOT, ORIGINAL_ENV
 
+
+pytestmark = pytest.mark.slow # `make test-fast` leaves these out
 NBS = sorted((ROOT/'nbs').glob('[0-9]*.ipynb'))
 
 @pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)

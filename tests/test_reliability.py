@@ -2,9 +2,11 @@
 import os, signal, subprocess, sys, tarfile, time, pytest
 from pathlib import Path
 from conftest import make_tiny_mnist
-from mnist_scratch.loading import find_mnist, load_mnist, cache_dir
+from mnist_scratch.sources import find_mnist, load_mnist, cache_dir
 
-LOAD = "import sys; from mnist_scratch.loading import load_mnist; m = load_mnist(sys.argv[1], show_progress=False); print(m.n_train, m.n_valid, float(sum(t.sum() for t in m.train)))"
+
+pytestmark = pytest.mark.slow # `make test-fast` leaves these out
+LOAD = "import sys; from mnist_scratch.sources import load_mnist; m = load_mnist(sys.argv[1], show_progress=False); print(m.n_train, m.n_valid, float(sum(t.sum() for t in m.train)))"
 
 def test_two_processes_build_the_cache_at_once(tmp_path):
     data = make_tiny_mnist(tmp_path/'data', n_train=60, n_test=10)

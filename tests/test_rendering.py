@@ -3,6 +3,8 @@ import json, subprocess, sys, pytest
 from pathlib import Path
 from conftest import ROOT
 
+
+pytestmark = pytest.mark.slow # `make test-fast` leaves these out
 NBS = sorted((ROOT/'nbs').glob('*.ipynb'))
 
 @pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)

@@ -1,10 +1,11 @@
 "resnet18 (notebook 06): no downloads, the fast tensor path, and the report."
 import json, socket, pytest, torch
-from mnist_scratch.loading import load_mnist
+from mnist_scratch.sources import load_mnist
 import copy
 import torch.nn as nn, torch.nn.functional as F
-from mnist_scratch.resnet import (resnet18_learner, tensor_dls, folder_dls, mnist_subset_files, run_resnet18,
-                                  CenterConv, use_center_convs, fast_resnet18_learner)
+from mnist_scratch.resnet import resnet18_learner, folder_dls, mnist_subset_files, fast_resnet18_learner
+from mnist_scratch.fast import tensor_dls, CenterConv, use_center_convs
+from mnist_scratch.experiments import EXPERIMENTS, run_experiment
 from mnist_scratch.cli import main
 
 @pytest.fixture
@@ -14,12 +15,15 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, 'connect', refuse)
     monkeypatch.setattr(socket, 'create_connection', refuse)
 
+@pytest.mark.slow
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 def test_pretrained_false_downloads_nothing(tiny, no_network):
     learn = resnet18_learner(folder_dls(tiny, bs=8))
     assert sum(p.numel() for p in learn.model.parameters()) > 11_000_000
     xb, yb = learn.dls.one_batch()
     assert xb.shape == (8, 3, 28, 28) and learn.model(xb).shape == (8, 10)
 
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 def test_folder_dls_is_from_folder(tiny):
     from fastai.vision.all import ImageDataLoaders
     ours, theirs = folder_dls(tiny), ImageDataLoaders.from_folder(tiny, train='training', valid='testing')
@@ -28,6 +32,7 @@ def test_folder_dls_is_from_folder(tiny):
     assert list(ours.vocab) == list(theirs.vocab) == [str(d) for d in range(10)]
     assert len(mnist_subset_files(tiny, 1)) == 20
 
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 def test_tensor_dls_serves_the_decoded_tensors(tiny):
     m = load_mnist(tiny, show_progress=False)
     dls = tensor_dls(m, bs=8, device='cpu')
@@ -37,24 +42,30 @@ def test_tensor_dls_serves_the_decoded_tensors(tiny):
     assert sum(len(yb) for _, yb in dls.train) == 24 # 30 images, the partial last batch of 6 dropped
     assert sorted(torch.cat([yb for _, yb in dls.valid]).tolist()) == sorted([d for d in range(10) for _ in range(2)])
 
+@pytest.mark.slow
 def test_run_resnet18_reports(tiny, no_network):
     m = load_mnist(tiny, show_progress=False)
-    r = run_resnet18(m, epochs=1, bs=8)
-    assert len(r['history']) == 1 and len(r['per_digit']) == 10 and 0 <= r['accuracy'] <= 1
-    assert r['accuracy'] == pytest.approx(r['history'][-1]) # fastai's metric and our exact count agree
-    assert (r['epochs'], r['lr'], r['bs'], r['device']) == (1, 0.1, 8, 'cpu') and r['parameters'] > 11_000_000
+    r = run_experiment(EXPERIMENTS['resnet18'], m, epochs=1, bs=8)
+    assert len(r.history) == len(r.loss) == 1 and len(r.per_digit) == 10
+    assert r.accuracy == pytest.approx(r.history[-1]) # fastai's metric and our exact count agree
+    assert r.hyperparameters == dict(epochs=1, lr=0.1, bs=8, seed=42, device=None) and r.device == 'cpu'
+    assert r.parameters > 11_000_000
 
+@pytest.mark.slow
 def test_cli_resnet18(tiny, tmp_path, capsys):
     assert main(['reproduce', '--only', 'resnet18', '--epochs', '1', '--bs', '16', '--data', str(tiny), '--out', str(tmp_path)]) == 0
     res = json.loads((tmp_path/'results.json').read_text())
-    assert res['experiments']['resnet18']['epochs'] == 1 and res['machine']['device'] == 'cpu'
+    r = res['experiments']['resnet18']
+    assert r['hyperparameters']['epochs'] == 1 and r['hyperparameters']['bs'] == 16 and r['device'] == 'cpu'
     assert 'resnet18 on the CPU takes a while' in capsys.readouterr().err
 
+@pytest.mark.slow
 def test_resnet18_same_seed_same_numbers(tiny):
     m = load_mnist(tiny, show_progress=False)
-    a, b = [run_resnet18(m, epochs=1, bs=8, seed=5) for _ in range(2)]
-    assert a['history'] == b['history'] and a['confusion'] == b['confusion']
+    a, b = [run_experiment(EXPERIMENTS['resnet18'], m, epochs=1, bs=8, seed=5) for _ in range(2)]
+    assert a.history == b.history and a.loss == b.loss and a.confusion == b.confusion
 
+@pytest.mark.global_rng
 @pytest.mark.parametrize('size', [1, 2, 5])
 def test_center_conv_is_the_same_convolution(size):
     "On any image size, outputs and gradients (input and all nine weights) match PyTorch's own convolution."
@@ -73,6 +84,7 @@ def test_center_conv_is_the_same_convolution(size):
         outer = torch.ones(3, 3, dtype=torch.bool); outer[1, 1] = False
         assert (ours.weight.grad[..., outer] == 0).all()
 
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 def test_use_center_convs_swaps_only_what_it_may():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 1),
                           nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect'), nn.Conv2d(8, 8, 3, padding=2, dilation=2))
@@ -81,6 +93,8 @@ def test_use_center_convs_swaps_only_what_it_may():
     assert [type(m) for m in model] == [CenterConv] + [nn.Conv2d]*4
     assert all(m.weight is w for m, w in zip(model, weights)) # the very same parameters
 
+@pytest.mark.slow
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 def test_fast_learner_is_the_posts_network(tiny, no_network):
     "Same layers and parameter count as the post's learner (one input channel), same outputs and gradients."
     m = load_mnist(tiny, show_progress=False)
