@@ -93,9 +93,9 @@ def api_index(mods):
     rows = '\n'.join(f"| [`{LIB}.{m}`]({page_name(nb)}.md) | [{nb}](nbs/{nb}) | {(importlib.import_module(f'{LIB}.{m}').__doc__ or '').strip()} |"
                      for m, nb in mods.items())
     return (f"# The library's reference\n\nEvery function and class of the `{LIB}` package, generated from the code and its "
-            "docstrings. Each module is exported from one notebook, which explains it and shows it at work.
-The modules follow the data: sources and data, metrics, training, the models and losses, the experiments, the
-report and the benchmark, and the command line; each imports only modules before it.\n\n"
+            "docstrings. Each module is exported from one notebook, which explains it and shows it at work. "
+            "The modules follow the data: sources and data, metrics, training, the models and losses, the experiments, "
+            "the report and the benchmark, and the command line; each imports only modules before it.\n\n"
             f"| module | notebook | what it does |\n|---|---|---|\n{rows}\n")
 
 LINK = re.compile(r'\]\((?!https?:)([^)\s]+?)\.ipynb(#[^)\s]*)?\)')
