@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import mnist_scratch
 from .sources import MnistDataError, find_mnist, load_mnist, printable, cache_dir, cache_entries, clear_cache
-from .experiments import EXPERIMENTS
+from .experiments import EXPERIMENTS, options_for, takers
 from .report import reproduce, results_table
 
 # %% ../nbs/92_cli.ipynb #a0d84eca
@@ -50,9 +50,7 @@ exit codes:
   2    a usage error
   130  interrupted (Ctrl-C); results.json keeps the experiments that finished"""
 
-def _takes(option):
-    "Which experiments take the hyperparameter `option`, for the help text."
-    return ', '.join(e.id for e in EXPERIMENTS.values() if option in e.defaults)
+def _takes(option): return ', '.join(takers(option))
 
 def make_parser():
     "The argument parser of `mnist-scratch`."
@@ -122,10 +120,8 @@ def run_reproduce(parser, args):
     if args.data is not None and args.sample: parser.error('--data and --sample exclude each other: the sample is a fixed data set')
     if args.device == 'cuda' and not torch.cuda.is_available(): parser.error('--device cuda: no CUDA device on this machine')
     options = dict(epochs=args.epochs, lr=args.lr, bs=args.bs, seed=args.seed, device=args.device)
-    chosen = [EXPERIMENTS[k] for k in (args.only or EXPERIMENTS)]
-    for k, v in options.items():
-        if v is not None and not any(k in e.defaults for e in chosen):
-            parser.error(f"--{k}: none of the chosen experiments takes it ({', '.join(e.id for e in chosen)}); it applies to {_takes(k)}")
+    try: options_for([EXPERIMENTS[k] for k in (args.only or EXPERIMENTS)], **options) # before anything is written
+    except ValueError as e: parser.error(f'--{e}')
     _check_writable(parser, args.out)
     if 'resnet18' in (args.only or EXPERIMENTS) and (args.device or ('cuda' if torch.cuda.is_available() else 'cpu')) == 'cpu':
         print(f"resnet18 on the CPU takes a while: about 3.5 minutes an epoch on 2 cores, {args.epochs or 4} epochs. "

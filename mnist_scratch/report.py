@@ -1,4 +1,4 @@
-__all__ = ['SCHEMA', 'SOURCES', 'git_commit', 'new_results', 'results_markdown', 'results_table', 'plot_results', 'write_report', 'reproduce']
+__all__ = ['SCHEMA', 'SOURCES', 'git_commit', 'new_results', 'ran_with', 'results_markdown', 'results_table', 'plot_results', 'write_report', 'reproduce']
 
 # %% ../nbs/90_experiments.ipynb #04dfd0d4
 import dataclasses, datetime, io, json, subprocess, sys
@@ -7,7 +7,8 @@ import torch
 import mnist_scratch
 from .sources import find_mnist, load_mnist, printable, shown, write_atomic
 from .fast import machine
-from .experiments import EXPERIMENTS, run_experiment
+from .metrics import plot_curves
+from .experiments import EXPERIMENTS, options_for, run_experiment
 
 # %% ../nbs/90_experiments.ipynb #6ef8616c
 SCHEMA = 2 # of results.json; 2: one record per experiment with its hyperparameters and device
@@ -29,6 +30,10 @@ def new_results(src, data):
                 experiments={})
 
 # %% ../nbs/90_experiments.ipynb #a078d750
+def ran_with(r):
+    "The options a result ran with, as `epochs 40, lr 1.0, ...`, or '—' for none."
+    return ', '.join(f'{n} {v}' for n, v in r['hyperparameters'].items() if v is not None) or '—'
+
 def results_markdown(res):
     "The comparison table of `reproduce`'s results in Markdown, with the blog post's numbers."
     d, m = res['data'], res['machine']
@@ -39,9 +44,8 @@ def results_markdown(res):
     for k, r in res['experiments'].items():
         e = EXPERIMENTS.get(k)
         post = f"{e.post:.1%}" if e and e.post else '—'
-        hp = ', '.join(f'{n} {v}' for n, v in r['hyperparameters'].items() if v is not None) or '—'
         lines.append(f"| {e.title if e else k} | `{k}` | {r['accuracy']:.2%} | {sum(r['per_digit'])/10:.2%} | "
-                     f"{r['parameters']:,} | {hp} | {r['device']} | {r['seconds']:.1f} | {post} |")
+                     f"{r['parameters']:,} | {ran_with(r)} | {r['device']} | {r['seconds']:.1f} | {post} |")
     return '\n'.join(lines) + '\n'
 
 def results_table(res):
@@ -51,9 +55,8 @@ def results_table(res):
              f"{'experiment':<16}{'accuracy':>9}{'mean/digit':>11}{'seconds':>9}  " + ''.join(f'{i:>6}' for i in range(10)) + '  ran with']
     for name, r in res['experiments'].items():
         pd = r['per_digit']
-        hp = ', '.join(f'{n} {v}' for n, v in r['hyperparameters'].items() if v is not None)
         lines.append(f"{name:<16}{r['accuracy']:>9.2%}{sum(pd)/len(pd):>11.2%}{r['seconds']:>9.1f}  "
-                     + ''.join(f'{a*100:>6.1f}' for a in pd) + f"  {hp or '—'}{'' if r['device'] == 'cpu' else ' on ' + r['device']}")
+                     + ''.join(f'{a*100:>6.1f}' for a in pd) + f"  {ran_with(r)}{'' if r['device'] == 'cpu' else ' on ' + r['device']}")
     return '\n'.join(lines)
 
 # %% ../nbs/90_experiments.ipynb #25bf81df
@@ -72,12 +75,8 @@ def plot_results(res):
            title='Every model of the series: the share of test digits it gets wrong')
     ax.invert_yaxis(); ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1))
     fig2, ax = plt.subplots(figsize=(8, 4))
-    for k, r in exps.items():
-        if r.get('history'): ax.plot(range(1, len(r['history']) + 1), r['history'], label=k, marker='.' if len(r['history']) < 10 else None)
-    base = exps.get('baseline-mse', {}).get('accuracy')
-    if base: ax.axhline(base, color='grey', ls='--', label=f'pixel-mean baseline ({base:.1%})')
-    ax.set(xlabel='epoch', ylabel='test accuracy', title='Accuracy after each epoch')
-    if ax.lines: ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1))
+    plot_curves({k: r['history'] for k, r in exps.items() if r.get('history')}, title='Accuracy after each epoch',
+                baseline=exps.get('baseline-mse', {}).get('accuracy'), ax=ax)
     return fig1, fig2
 
 def write_report(res, out, charts=True):
@@ -108,15 +107,13 @@ def reproduce(only=None, # experiment ids to run; `None`: all of them
               **options, # hyperparameters, each applied to the experiments that take it
              ):
     "Run experiments on MNIST, rewriting `out/results.json` after each; return the results and the files written."
-    options = {k: v for k, v in options.items() if v is not None} # unset options keep each experiment's own default
     exps = [EXPERIMENTS[k] for k in (only or EXPERIMENTS)]
-    unused = sorted(k for k in options if not any(k in e.defaults for e in exps))
-    if unused: raise ValueError(f"{', '.join(unused)}: no chosen experiment takes this option ({', '.join(e.id for e in exps)})")
+    options = options_for(exps, **options) # checked before any work
     src = find_mnist(data, sample=sample, full=full, refresh=refresh)
     mnist = load_mnist(src, show_progress=show_progress, refresh=refresh)
     res, written = new_results(src, mnist), []
     for e in exps:
-        r = run_experiment(e, mnist, **{k: v for k, v in options.items() if k in e.defaults})
+        r = run_experiment(e, mnist, **options[e.id])
         res['experiments'][e.id] = dataclasses.asdict(r)
         written = write_report(res, out, charts=only is None and e is exps[-1])
         if on_result: on_result(e.id, res['experiments'][e.id])

@@ -371,6 +371,7 @@ def find_mnist(path=None, # a folder or a `.tgz` archive; overrides everything e
               ):
     "Find MNIST: `path`, then `$MNIST_SCRATCH_DATA`, then fastai's copy or download, then the offline sample."
     if sample and full: raise MnistDataError("sample and full exclude each other: choose one")
+    if sample and path is not None: raise MnistDataError(f"{path}: a path and the sample exclude each other: choose one")
     if sample:
         warn(SAMPLE_WARNING)
         return MnistSource('sample', sample_mnist(refresh))

@@ -392,3 +392,9 @@ def test_a_fresh_extraction_is_not_checked_again(tiny, tmp_path, monkeypatch):
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
     monkeypatch.setattr(sources, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
     assert load(tgz).n_train == 30
+
+def test_a_path_and_the_sample_exclude_each_other(tiny, no_download):
+    "Asked for a path and the sample at once, the library refuses, naming the path, and downloads nothing."
+    from mnist_scratch.sources import find_mnist, MnistDataError
+    with pytest.raises(MnistDataError, match=f'{tiny}: a path and the sample exclude each other'): find_mnist(tiny, sample=True)
+    assert no_download == []
