@@ -13,6 +13,10 @@ $(STAMP): settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# fastbook pins ipywidgets<8, whose widgets do not render in JupyterLab 4 / Notebook 7; notebook 07's canvas needs 8.
+	# fastbook itself only imports `ipywidgets.widgets`, which 8 has, so 8 replaces 7 here: pip prints that fastbook
+	# asked for <8 ("dependency conflicts"); that line is expected, and the install succeeds.
+	$(BIN)/python -m pip install --quiet "ipywidgets>=8.1,<9"
 	# the notebooks' kernel, python3, is this environment's own Python (make lab puts it before any other)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-scratch)" > /dev/null
 	touch $(STAMP)
@@ -39,7 +43,9 @@ docs: setup
 	$(BIN)/python docs/build.py
 
 # README.md is generated from nbs/index.ipynb (nbdev_readme needs Quarto, which cannot be installed offline).
+# Its chart, docs/results.png, is the one notebook 90 drew in its committed run (see docs/chart.py).
 readme: setup
+	$(BIN)/python docs/chart.py
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level=ERROR nbs/index.ipynb > README.md
 
 # The library from the notebooks. nbdev appends a cell exported to a notebook's second module (`#| export metrics`)

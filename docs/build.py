@@ -89,9 +89,13 @@ def module_page(mod, nb):
                         lines.append(entry(f'{name}.{k}', v, f'{name}.{k}'.lower(), 4, where(v)))
     return ''.join(lines)
 
+def summary(mod):
+    "A module's docstring; a notebook's second module has none (nbdev writes one per notebook), so its public names."
+    m = importlib.import_module(f'{LIB}.{mod}')
+    return (m.__doc__ or '').strip() or ', '.join(f'`{n}`' for n in getattr(m, '__all__', []))
+
 def api_index(mods):
-    rows = '\n'.join(f"| [`{LIB}.{m}`]({page_name(nb)}.md) | [{nb}](nbs/{nb}) | {(importlib.import_module(f'{LIB}.{m}').__doc__ or '').strip()} |"
-                     for m, nb in mods.items())
+    rows = '\n'.join(f"| [`{LIB}.{m}`]({page_name(nb)}.md) | [{nb}](nbs/{nb}) | {summary(m)} |" for m, nb in mods.items())
     return (f"# The library's reference\n\nEvery function and class of the `{LIB}` package, generated from the code and its "
             "docstrings. Each module is exported from one notebook, which explains it and shows it at work. "
             "The modules follow the data: sources and data, metrics, training, the models and losses, the experiments, "

@@ -20,6 +20,7 @@ from .linear import flatten_xy, linear_model, mnist_loss, run_linear
 from .losses import mnist_loss_softmax
 from .mlp import simple_neural_net, run_mlp
 from .resnet import train_resnet18, resnet18_report
+from .handwriting import TrainedModel
 from .fast import denormals_flushed
 from .training import seeded
 
@@ -54,13 +55,13 @@ def run_from_scratch(data, train, model, loss_func, epochs, lr, bs, seed):
     params, hist = train(loss_func, flatten_xy(data.train), (x, y), epochs, lr, bs, seed)
     with torch.no_grad(): preds = model(x, params).argmax(1)
     return dict(accuracy_report(y, preds), history=hist['accuracy'], loss=hist['loss'],
-                parameters=sum(p.numel() for p in params), device='cpu')
+                parameters=sum(p.numel() for p in params), device='cpu', model=TrainedModel('', model.__name__, list(params)))
 
 def run_resnet18(data, epochs, lr, bs, seed, device):
     "Train resnet18 as in notebook 06 and report on the test set; the seeds and denormal flushing are restored after."
     learn = train_resnet18(data, epochs, lr, bs, seed, device)
     with seeded(seed), denormals_flushed(): # fastai's loaders draw from the global generators, even to predict
-        return resnet18_report(learn)
+        return dict(resnet18_report(learn), model=TrainedModel('', 'resnet18', learn.model))
 
 # %% ../nbs/90_experiments.ipynb #7ac3be00
 TRAINED = dict(epochs=40, lr=1.0, bs=256, seed=42) # the post's settings for the from-scratch models
@@ -90,6 +91,7 @@ class Result:
     seconds: float
     history: list = field(default_factory=list) # test accuracy after each epoch
     loss: list = field(default_factory=list) # mean training loss of each epoch
+    model: Optional[TrainedModel] = field(default=None, repr=False) # the trained model; `None` for the baselines
 
 def takers(option):
     "The ids of the experiments that take the hyperparameter `option`."
@@ -109,4 +111,6 @@ def run_experiment(exp, data, **options):
     hp = exp.hyperparameters(**options)
     start = time.perf_counter()
     r = exp.run(data, **hp)
-    return Result(exp.id, hyperparameters=hp, seconds=time.perf_counter() - start, **r)
+    r = Result(exp.id, hyperparameters=hp, seconds=time.perf_counter() - start, **r)
+    if r.model: r.model.id, r.model.info = exp.id, dict(hyperparameters=hp, accuracy=r.accuracy) # what `save_model` keeps
+    return r

@@ -8,6 +8,7 @@ import mnist_scratch
 from .sources import find_mnist, load_mnist, printable, shown, write_atomic
 from .fast import machine
 from .metrics import plot_curves
+from .handwriting import save_model
 from .experiments import EXPERIMENTS, options_for, run_experiment
 
 # %% ../nbs/90_experiments.ipynb #6ef8616c
@@ -100,21 +101,25 @@ def reproduce(only=None, # experiment ids to run; `None`: all of them
               data=None, # a folder, an archive, or `None` to let `find_mnist` decide
               sample=False, # use the small offline sample
               full=False, # refuse the sample fallback
-              out='results', # folder for results.json
+              out='results', # folder for results.json, and `models/` for the trained models
               show_progress=True, # show progress while decoding
               refresh=False, # decode the data again (and extract an archive again), whatever the cache holds
               on_result=None, # called with each experiment's id and result as soon as it is written
               **options, # hyperparameters, each applied to the experiments that take it
              ):
-    "Run experiments on MNIST, rewriting `out/results.json` after each; return the results and the files written."
+    "Run experiments on MNIST, rewriting `out/results.json` and saving each trained model; return the results and files."
     exps = [EXPERIMENTS[k] for k in (only or EXPERIMENTS)]
     options = options_for(exps, **options) # checked before any work
     src = find_mnist(data, sample=sample, full=full, refresh=refresh)
     mnist = load_mnist(src, show_progress=show_progress, refresh=refresh)
-    res, written = new_results(src, mnist), []
+    res, written, models = new_results(src, mnist), [], []
     for e in exps:
         r = run_experiment(e, mnist, **options[e.id])
-        res['experiments'][e.id] = dataclasses.asdict(r)
-        written = write_report(res, out, charts=only is None and e is exps[-1])
+        if r.model: # its own file: the numbers in results.json, the parameters in models/
+            r.model.info['data'] = res['data']
+            save_model(r.model, Path(out)/'models'/f'{e.id}.pt')
+            models.append(f'models/{e.id}.pt')
+        res['experiments'][e.id] = {k: v for k, v in dataclasses.asdict(dataclasses.replace(r, model=None)).items() if k != 'model'}
+        written = write_report(res, out, charts=only is None and e is exps[-1]) + models
         if on_result: on_result(e.id, res['experiments'][e.id])
     return res, written

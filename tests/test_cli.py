@@ -5,6 +5,7 @@ from conftest import ROOT, ENTRY, run_cli, write_png, make_tiny_mnist
 import numpy as np
 from mnist_scratch.cli import main
 from mnist_scratch.experiments import EXPERIMENTS
+from mnist_scratch.sources import load_mnist
 
 
 @pytest.mark.slow
@@ -156,8 +157,17 @@ def test_bad_numbers_exit_2(tiny, args, msg):
 def test_whole_series_writes_report_and_charts(tiny, tmp_path):
     tmp_path = tmp_path/'out'
     assert main(['reproduce', '--data', str(tiny), '--epochs', '1', '--bs', '16', '--out', str(tmp_path)]) == 0
-    assert {p.name for p in tmp_path.iterdir()} == {'results.json', 'results.md', 'accuracy.png', 'history.png'}
+    assert {p.name for p in tmp_path.iterdir()} == {'results.json', 'results.md', 'accuracy.png', 'history.png', 'models'}
     res = json.loads((tmp_path/'results.json').read_text())
+    # every trained model is saved, and loaded back it gets the accuracy reproduce measured, on the same test images
+    from mnist_scratch.handwriting import load_models
+    from mnist_scratch.data import stack_xy
+    x, y = stack_xy(load_mnist(tiny, show_progress=False).test)
+    models = load_models(tmp_path/'models')
+    assert sorted(m.id for m in models) == ['linear-ce', 'linear-sigmoid', 'linear-softmax', 'mlp', 'resnet18']
+    for m in models:
+        assert (m.scores(x).argmax(1) == y).float().mean().item() == pytest.approx(res['experiments'][m.id]['accuracy']), m.id
+        assert m.info['hyperparameters'] == res['experiments'][m.id]['hyperparameters'] and m.info['data'] == res['data']
     assert list(res['experiments']) == list(EXPERIMENTS)
     md = (tmp_path/'results.md').read_text()
     assert all(f'`{k}`' in md for k in EXPERIMENTS) and '| 99.4% |' in md # the post's resnet18 number beside ours

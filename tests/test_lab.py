@@ -5,7 +5,7 @@ It uses the data the suite was started with (CI points `MNIST_SCRATCH_DATA` at t
 skips, saying so: `apt-get install chromium` (Debian's package; `playwright install` downloads browsers and fails
 offline). `MNIST_SCRATCH_SCREENSHOTS=DIR` keeps a screenshot of each notebook after Run All in DIR.
 """
-import json, os, shutil, socket, subprocess, sys, time, urllib.request, pytest
+import contextlib, json, os, shutil, socket, subprocess, sys, time, urllib.request, pytest
 from pathlib import Path
 from conftest import ROOT, ORIGINAL_ENV
 
@@ -20,9 +20,9 @@ def free_port():
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
-@pytest.fixture(scope='module')
-def lab(tmp_path_factory):
-    "JupyterLab on a free port, its root a temporary copy of the project's notebooks; no token, no network."
+@contextlib.contextmanager
+def jupyterlab(tmp_path_factory, **env):
+    "JupyterLab on a free port, its root a temporary copy of the project's notebooks, `env` added; no token, no network."
     root, home = tmp_path_factory.mktemp('lab'), tmp_path_factory.mktemp('lab-home')
     shutil.copytree(ROOT/'nbs', root/'nbs', ignore=shutil.ignore_patterns('.ipynb_checkpoints'))
     shutil.copytree(ROOT/'mnist_scratch', root/'mnist_scratch') # each notebook's last cell exports the library: here, not there
@@ -34,7 +34,7 @@ def lab(tmp_path_factory):
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({'fetchNews': 'false'})) # no "Would you like to get notified about Jupyter news?": no network
     port = free_port()
-    env = dict(ORIGINAL_ENV, JUPYTER_PREFER_ENV_PATH='1', JUPYTERLAB_SETTINGS_DIR=str(home/'settings'),
+    env = dict(ORIGINAL_ENV, **env, JUPYTER_PREFER_ENV_PATH='1', JUPYTERLAB_SETTINGS_DIR=str(home/'settings'),
                JUPYTER_CONFIG_DIR=str(home/'config'), JUPYTER_RUNTIME_DIR=str(home/'runtime'))
     cmd = [str(Path(sys.executable).parent/'jupyter'), 'lab', '--no-browser', '--ip=127.0.0.1', f'--port={port}',
            f'--ServerApp.root_dir={root}', '--IdentityProvider.token=', '--ServerApp.password=',
@@ -50,11 +50,16 @@ def lab(tmp_path_factory):
         except OSError:
             assert p.poll() is None and time.time() < deadline, (home/'lab.log').read_text()[-3000:]
             time.sleep(0.5)
-    yield port
-    p.terminate()
-    try: p.wait(30)
-    except subprocess.TimeoutExpired: p.kill()
-    log.close()
+    try: yield port
+    finally:
+        p.terminate()
+        try: p.wait(30)
+        except subprocess.TimeoutExpired: p.kill()
+        log.close()
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    with jupyterlab(tmp_path_factory) as port: yield port
 
 @pytest.fixture(scope='module')
 def browser():

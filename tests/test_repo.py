@@ -40,3 +40,16 @@ def test_workflow_is_valid(wf):
 def test_ci_runs_the_readme_test_command():
     readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci'/'run').read_text()
     assert 'make test' in readme and 'make test' in ci
+
+def test_readme_chart_is_the_one_notebook_90_drew():
+    sys.path.insert(0, str(ROOT/'docs'))
+    try: from chart import committed_chart, CHART
+    finally: sys.path.remove(str(ROOT/'docs'))
+    assert CHART.read_bytes() == committed_chart(), 'docs/results.png is out of date: run `make readme`'
+    assert '](docs/results.png)' in (ROOT/'README.md').read_text()
+
+def test_widgets_render_in_jupyterlab_4():
+    "Notebook 07's canvas needs ipywidgets 8 (jupyterlab_widgets 3); fastbook's pin would give 7, which renders nothing."
+    import ipywidgets, ipycanvas
+    from importlib.metadata import version
+    assert int(ipywidgets.__version__.split('.')[0]) == 8 and version('jupyterlab_widgets').startswith('3.')

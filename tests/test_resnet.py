@@ -110,3 +110,16 @@ def test_fast_learner_is_the_posts_network(tiny, no_network):
     assert torch.allclose(learn.model(xb), plain.model(xb), atol=1e-4)
     for p, q in zip(learn.model.parameters(), plain.model.parameters()): assert torch.allclose(p.grad, q.grad, atol=1e-4)
     assert learn.opt_func is plain.opt_func and learn.loss_func is plain.loss_func
+
+@pytest.mark.slow
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+def test_epoch_lines_names_every_column_without_a_bar(tiny, capsys):
+    from mnist_scratch.resnet import epoch_lines
+    learn = resnet18_learner(folder_dls(tiny, bs=8))
+    with epoch_lines(learn) as l: l.fit(1, 1e-3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and '\r' not in lines[0]
+    cols = dict(c.split(' ', 1) for c in lines[0].split(', '))
+    assert list(cols) == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']
+    assert float(cols['accuracy']) == pytest.approx(learn.recorder.values[-1][-1], abs=1e-4)
+    assert learn.logger is print and any(type(cb).__name__ == 'ProgressCallback' for cb in learn.cbs) # both restored

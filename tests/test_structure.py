@@ -5,7 +5,7 @@ from conftest import ROOT
 LIB = ROOT/'mnist_scratch'
 # data -> metrics -> training -> models and losses -> experiments -> report (and bench beside it) -> command line.
 # The appendix modules (sources: data sources and the cache; fast: fast training paths) sit low: the story uses them.
-ORDER = ['sources', 'data', 'fast', 'metrics', 'baseline', 'training', 'linear', 'losses', 'mlp', 'resnet',
+ORDER = ['sources', 'data', 'fast', 'metrics', 'baseline', 'training', 'linear', 'losses', 'mlp', 'resnet', 'handwriting',
          'experiments', 'report', 'bench', 'cli', '__main__']
 BESIDE = {('report', 'bench'), ('bench', 'report')} # neither may import the other
 
