@@ -268,8 +268,9 @@ class DigitPad:
         clear = W.Button(description='Clear', icon='eraser')
         clear.on_click(self.clear)
         self.answer, self.chart = W.HTML(), W.Output()
-        framed = W.Box([self.canvas], layout=W.Layout(border='1px solid #888', width='fit-content'))
-        self.widget = W.HBox([W.VBox([framed, clear]), W.VBox([self.answer, self.chart])])
+        framed = W.Box([self.canvas], layout=W.Layout(border='1px solid #888', width=f'{size + 2}px', height=f'{size + 2}px'))
+        left = W.VBox([framed, clear], layout=W.Layout(flex='0 0 auto')) # never squeezed by the answers beside it
+        self.widget = W.HBox([left, W.VBox([self.answer, self.chart])])
         self.clear()
 
     def _ipython_display_(self):

@@ -123,3 +123,14 @@ def test_epoch_lines_names_every_column_without_a_bar(tiny, capsys):
     assert list(cols) == ['epoch', 'train_loss', 'valid_loss', 'accuracy', 'time']
     assert float(cols['accuracy']) == pytest.approx(learn.recorder.values[-1][-1], abs=1e-4)
     assert learn.logger is print and any(type(cb).__name__ == 'ProgressCallback' for cb in learn.cbs) # both restored
+
+@pytest.mark.slow
+def test_the_first_run_in_a_process_is_like_any_other(tiny):
+    "Importing fastai draws from Python's generator; `train_resnet18` imports it before seeding, so a fresh process agrees."
+    import subprocess, sys
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); from mnist_scratch.sources import load_mnist; "
+            "from mnist_scratch.resnet import train_resnet18; m = load_mnist(sys.argv[1], show_progress=False); "
+            "print([round(sum(p.sum().item() for p in train_resnet18(m, epochs=1, bs=8, progress=False).model.parameters()), 3) for _ in range(2)])")
+    r = subprocess.run([sys.executable, '-c', code, str(tiny)], capture_output=True, text=True, timeout=300)
+    first, second = json.loads(r.stdout.strip().splitlines()[-1])
+    assert first == second, r.stdout + r.stderr
