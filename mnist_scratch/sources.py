@@ -436,28 +436,35 @@ def is_image_name(name):
     "Whether a file named `name` counts as an image: a `.png` that is not hidden (`.DS_Store`, `._1.png` are not)."
     return name.lower().endswith('.png') and not name.startswith('.')
 
-def _image_entries(folder):
-    "The directory entries of the images in `folder`, sorted by name; error if it cannot be listed or has none."
-    try:
-        with os.scandir(folder) as it: entries = sorted((e for e in it if is_image_name(e.name)), key=lambda e: e.name)
+def _image_names(folder):
+    "The names of the images in `folder`, sorted; error if it cannot be listed or has none."
+    try: names = sorted(n for n in os.listdir(folder) if is_image_name(n))
     except OSError as e: raise MnistDataError(f"{folder}: cannot be read ({e.strerror})") from None
-    if not entries: raise MnistDataError(f"{folder}: no PNG images in this digit folder")
-    return entries
+    if not names: raise MnistDataError(f"{folder}: no PNG images in this digit folder")
+    return names
 
 def image_files(folder):
     "The sorted `.png` files of `folder`, ignoring hidden and non-PNG files; error if there are none."
-    return [Path(folder)/e.name for e in _image_entries(folder)]
+    return [Path(folder)/n for n in _image_names(folder)]
 
 # %% ../nbs/93_sources.ipynb #e3365874
+def _stat_lines(folder, prefix):
+    "`prefix/name:size:mtime` of every image in `folder`, one line each, sorted by name."
+    names = _image_names(folder)
+    fd = None
+    try: # by name within the open folder: the kernel does not walk the whole path again for each of 70,000 files
+        if os.stat in os.supports_dir_fd: fd = os.open(folder, os.O_RDONLY)
+        stats = [os.stat(n if fd is not None else folder/n, dir_fd=fd) for n in names] # follows a link, which may be broken or loop
+    except OSError as err: raise MnistDataError(f"{folder/(err.filename or '')}: cannot be read ({err.strerror})") from None
+    finally:
+        if fd is not None: os.close(fd)
+    return ''.join(f'{prefix}/{n}:{s.st_size}:{s.st_mtime_ns}\n' for n, s in zip(names, stats))
+
 def folder_key(path):
     "A hash of every image's name, size and modification time under the MNIST folder `path`."
     h = hashlib.sha256()
     for split in SPLITS:
-        for d in DIGITS:
-            for e in _image_entries(Path(path)/split/d):
-                try: st = e.stat() # follows a link, which may be broken or loop
-                except OSError as err: raise MnistDataError(f"{e.path}: cannot be read ({err.strerror})") from None
-                h.update(os.fsencode(f'{split}/{d}/{e.name}') + f':{st.st_size}:{st.st_mtime_ns}\n'.encode())
+        for d in DIGITS: h.update(os.fsencode(_stat_lines(Path(path)/split/d, f'{split}/{d}')))
     return h.hexdigest()[:32]
 
 # %% ../nbs/93_sources.ipynb #47e34381
@@ -571,7 +578,7 @@ def load_mnist(path=None, # an MNIST folder, a `.tgz` archive, or a `MnistSource
         if src.archive and not src.fresh: extract_archive(src.archive, src.sha, verify=True) # decode only files that match it
         raw = _decode(src.path, show_progress)
         if cache: write_cache(raw, fn, origin)
-    to_float = lambda ts: [t.float()/255 for t in ts]
+    to_float = lambda ts: [t.float().div_(255) for t in ts] # in place: one new 180 MB tensor, not two
     return MnistData(to_float(raw['training']), to_float(raw['testing']), src.source, src.path)
 
 # %% ../nbs/93_sources.ipynb #5e7a0b08

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from mnist_scratch.linear import flatten_xy, linear_model, mnist_loss
 from mnist_scratch.training import split_train_valid, init_params, batch_accuracy, accuracy, validate_epoch, calc_grad, train_epoch, train_model
-from mnist_scratch.fast import Batches, by_columns
+from mnist_scratch.fast import Batches, by_columns, linear_ce_epoch
 from mnist_scratch.losses import softmax, mnist_loss_softmax, cross_entropy_loss, logsumexp, log_softmax, cross_entropy_stable
 from mnist_scratch.linear import run_linear
 from mnist_scratch.mlp import init_mlp_params, simple_neural_net, run_mlp
@@ -177,3 +177,21 @@ def test_by_columns_trains_the_same_model():
     p2 = by_columns(w), b.detach().clone().requires_grad_()
     for params in (p1, p2): train_epoch(linear_model, params, F.cross_entropy, Batches(x, y, 64, generator=torch.Generator().manual_seed(1)), 0.5)
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(p1, p2))
+
+@pytest.mark.parametrize('bs', [64, 100]) # 100: a smaller last batch, whose mean must use its own size
+def test_hand_gradient_epoch_matches_autograd_and_torch_optim(bs):
+    "linear_ce_epoch takes the same steps as nn.Linear + F.cross_entropy + torch.optim.SGD, and returns the mean loss."
+    torch.manual_seed(0)
+    x, y = torch.rand(500, 784), torch.randint(0, 10, (500,))
+    w, b = init_params((784, 10), std=0.1), init_params(10)
+    ref = nn.Linear(784, 10)
+    with torch.no_grad(): ref.weight.copy_(w.T); ref.bias.copy_(b)
+    opt, losses = torch.optim.SGD(ref.parameters(), lr=0.5), []
+    for xb, yb in Batches(x, y, bs, generator=torch.Generator().manual_seed(1)):
+        loss = F.cross_entropy(ref(xb), yb)
+        losses.append(loss.item()); loss.backward(); opt.step(); opt.zero_grad()
+    params = by_columns(w), b.detach().clone().requires_grad_()
+    mean = linear_ce_epoch(params, Batches(x, y, bs, generator=torch.Generator().manual_seed(1)), 0.5)
+    assert mean == pytest.approx(sum(losses)/len(losses), rel=1e-5)
+    assert torch.allclose(params[0], ref.weight.T, atol=1e-5) and torch.allclose(params[1], ref.bias, atol=1e-5)
+    assert params[0].stride() == (1, 784) and params[0].grad is None # updated in place, layout kept, no autograd

@@ -134,3 +134,21 @@ def test_the_first_run_in_a_process_is_like_any_other(tiny):
     r = subprocess.run([sys.executable, '-c', code, str(tiny)], capture_output=True, text=True, timeout=300)
     first, second = json.loads(r.stdout.strip().splitlines()[-1])
     assert first == second, r.stdout + r.stderr
+
+@pytest.mark.global_rng
+def test_seed_runs_both_pipelines_saved_and_tabled(tiny, tmp_path):
+    "seed_runs trains each pipeline from each seed, appends one JSON line per run; seed_table gives mean and spread."
+    from mnist_scratch.bench import seed_runs, seed_table
+    save = tmp_path/'runs.jsonl'
+    runs = seed_runs(load_mnist(tiny, show_progress=False), seeds=(1,), epochs=1, save=save)
+    assert [(r['pipeline'], r['seed']) for r in runs] == [('post', 1), ('ours', 1)]
+    assert all(0 <= r['accuracy'] <= 1 and r['seconds'] > 0 for r in runs)
+    assert [json.loads(l) for l in save.read_text().splitlines()] == runs
+
+def test_seed_table_mean_and_spread():
+    from mnist_scratch.bench import seed_table
+    runs = [dict(pipeline='post', seed=s, accuracy=a, seconds=60.) for s, a in ((1, .99), (2, .992), (3, .994))] + \
+           [dict(pipeline='ours', seed=1, accuracy=.995, seconds=30.)]
+    post, ours = seed_table(runs).splitlines()[1:]
+    assert post.split() == ['post', '1', '2', '3', '99.00%', '99.20%', '99.40%', '99.20%', '99.00%-99.40%', '1.0']
+    assert ours.split() == ['ours', '1', '99.50%', '99.50%', '99.50%-99.50%', '0.5']
