@@ -178,7 +178,7 @@ def test_by_columns_trains_the_same_model():
     for params in (p1, p2): train_epoch(linear_model, params, F.cross_entropy, Batches(x, y, 64, generator=torch.Generator().manual_seed(1)), 0.5)
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(p1, p2))
 
-@pytest.mark.parametrize('bs', [64, 100]) # 100: a smaller last batch, whose mean must use its own size
+@pytest.mark.parametrize('bs', [64, 100]) # 64: 500 images end with a batch of 52, whose mean must use its own size
 def test_hand_gradient_epoch_matches_autograd_and_torch_optim(bs):
     "linear_ce_epoch takes the same steps as nn.Linear + F.cross_entropy + torch.optim.SGD, and returns the mean loss."
     torch.manual_seed(0)
