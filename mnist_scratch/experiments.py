@@ -74,7 +74,7 @@ EXPERIMENTS = {e.id: e for e in [
     # PyTorch's fused cross-entropy: the same function as notebook 04's `cross_entropy_loss`, faster
     Experiment('linear-ce', 'linear, cross-entropy', '04_softmax', 0.915, TRAINED, _scratch(run_linear, linear_model, F.cross_entropy)),
     Experiment('mlp', '784-64-10 network', '05_mlp', 0.95, TRAINED, _scratch(run_mlp, simple_neural_net, F.cross_entropy)),
-    Experiment('resnet18', 'resnet18 (fastai)', '06_resnet', 0.994, dict(epochs=4, lr=0.1, bs=256, seed=42, device=None), run_resnet18),
+    Experiment('resnet18', 'resnet18 (fastai)', '06_resnet', 0.994, dict(epochs=4, lr=0.1, bs=512, seed=42, device=None), run_resnet18),
 ]}
 
 # %% ../nbs/90_experiments.ipynb #84a18323

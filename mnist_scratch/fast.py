@@ -34,14 +34,15 @@ def by_columns(w):
 def linear_ce_epoch(params, batches, lr):
     "One epoch of the linear model with cross-entropy, its gradient written by hand; the same steps as `train_epoch`."
     w, b = (p.detach() for p in params) # the same numbers as params, updated in place, outside autograd
-    total = torch.zeros(())
+    eye, total = torch.eye(w.shape[1]), torch.zeros(())
     for xb, yb in batches:
-        logp = torch.log_softmax(torch.addmm(b, xb, w), 1) # log-probabilities of the scores xb@w + b
-        total -= logp.gather(1, yb[:, None]).mean()       # the batch's cross-entropy, summed without .item()
-        grad = logp.exp_()                                 # softmax p ...
-        grad[torch.arange(len(yb)), yb] -= 1               # ... minus the one-hot targets: d loss/d scores, times bs
-        w.addmm_(xb.T, grad, alpha=-lr/len(yb))           # w -= lr * xb.T @ (p - t)/bs
-        b.sub_(grad.sum(0), alpha=lr/len(yb))
+        # the scores (xb@w + b) transposed, one row per digit: the softmax then runs along rows of bs numbers, not of 10
+        logp = torch.log_softmax(torch.addmm(b[:, None], w.T, xb.T), 0)
+        t = eye.index_select(1, yb)                       # the one-hot targets, one column per image
+        total -= (logp*t).sum()/len(yb)                   # the batch's cross-entropy, summed without .item()
+        grad = logp.exp_().sub_(t)                        # p - t: d loss/d scores, times bs
+        w.addmm_(xb.T, grad.T, alpha=-lr/len(yb))         # w -= lr * xb.T @ (p - t)/bs
+        b.sub_(grad.sum(1), alpha=lr/len(yb))
     return total.item()/len(batches)
 
 # %% ../nbs/94_fast.ipynb #f6d1bb11

@@ -100,7 +100,7 @@ def load_model(fn):
     _check_params(m, fn)
     return m
 
-HOW_TO_MAKE = ("make them with `mnist-scratch reproduce` (every model; resnet18 takes about six minutes on a 2-core CPU), "
+HOW_TO_MAKE = ("make them with `mnist-scratch reproduce` (every model; resnet18 takes about five minutes on a 2-core CPU), "
                "or in seconds `mnist-scratch reproduce --only linear-ce,mlp`")
 
 def load_models(folder):

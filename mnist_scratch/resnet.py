@@ -52,7 +52,7 @@ def epoch_lines(learn):
     finally: learn.logger = logger
 
 # %% ../nbs/06_resnet.ipynb #080529fe
-def fast_resnet18_learner(data, bs=256, device=None):
+def fast_resnet18_learner(data, bs=512, device=None):
     "The post's resnet18 learner on the decoded tensors, with the speed-ups of the appendix 94_fast."
     from fastai.vision.all import default_device
     device = torch.device(device) if device else default_device()
@@ -62,7 +62,7 @@ def fast_resnet18_learner(data, bs=256, device=None):
     return learn
 
 # %% ../nbs/06_resnet.ipynb #35d0375d
-def train_resnet18(data, epochs=4, lr=0.1, bs=256, seed=42, device=None, progress=True):
+def train_resnet18(data, epochs=4, lr=0.1, bs=512, seed=42, device=None, progress=True):
     "A `fast_resnet18_learner` trained from scratch from seed `seed` with `fit_one_cycle(epochs, lr)`."
     from fastprogress.fastprogress import IN_NOTEBOOK
     import fastai.vision.all # before seeding: importing fastai draws from Python's generator, so a first run would differ

@@ -24,7 +24,7 @@ def test_list_shows_every_experiment_with_defaults(capsys):
     rows = {l.split()[0]: l for l in out[1:]}
     assert list(rows) == list(EXPERIMENTS)
     assert rows['linear-ce'].endswith('91.5%  epochs 40, lr 1.0, bs 256, seed 42')
-    assert rows['resnet18'].endswith('99.4%  epochs 4, lr 0.1, bs 256, seed 42') and rows['baseline-mae'].endswith('—  —')
+    assert rows['resnet18'].endswith('99.4%  epochs 4, lr 0.1, bs 512, seed 42') and rows['baseline-mae'].endswith('—  —')
 
 @pytest.mark.parametrize('args, msg', [
     (['--data', 'x', '--sample'], '--data and --sample exclude each other'),
