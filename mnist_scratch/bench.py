@@ -198,7 +198,7 @@ def seed_runs(mnist, seeds=(1, 2, 3), pipelines=('post', 'ours'), epochs=4, n_pe
             runs.append(dict(pipeline=name, seed=seed, accuracy=recorder_epochs(learn)[-1]['accuracy'],
                              seconds=round(time.perf_counter() - start, 1), machine=machine()['cpu']))
             if save:
-                with open(save, 'a') as f: f.write(json.dumps(runs[-1]) + '\n') # one line per run: a stopped run keeps the others
+                with open(save, 'a') as f: f.write(json.dumps(runs[-1], allow_nan=False) + '\n') # one line per run: a stopped run keeps the others
     return runs
 
 def seed_table(runs):

@@ -1,7 +1,7 @@
-__all__ = ['SCHEMA', 'SOURCES', 'git_commit', 'new_results', 'ran_with', 'results_markdown', 'results_table', 'plot_results', 'write_report', 'reproduce']
+__all__ = ['SCHEMA', 'SOURCES', 'json_text', 'git_commit', 'new_results', 'ran_with', 'results_markdown', 'results_table', 'plot_results', 'write_report', 'reproduce']
 
 # %% ../nbs/90_experiments.ipynb #04dfd0d4
-import dataclasses, datetime, io, json, subprocess, sys
+import dataclasses, datetime, io, json, math, subprocess, sys
 from pathlib import Path
 import torch
 import mnist_scratch
@@ -12,8 +12,20 @@ from .handwriting import save_model
 from .experiments import EXPERIMENTS, options_for, run_experiment
 
 # %% ../nbs/90_experiments.ipynb #6ef8616c
-SCHEMA = 2 # of results.json; 2: one record per experiment with its hyperparameters and device
+SCHEMA = 3 # of results.json; 2: one record per experiment with its hyperparameters and device; 3: `diverged`, and
+           # null for a number that is not finite
 SOURCES = {'path': 'the path given', 'env': '$MNIST_SCRATCH_DATA', 'fastai': "fastai's copy", 'sample': 'the offline sample'}
+
+def _finite(o):
+    "`o` with every float that is not finite (NaN, an infinity) replaced by `None`, in dicts and lists at any depth."
+    if isinstance(o, float): return o if math.isfinite(o) else None
+    if isinstance(o, dict): return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_finite(v) for v in o]
+    return o
+
+def json_text(obj, **kwargs):
+    "`obj` as strict JSON, which every parser reads: a number that is not finite (NaN, infinity) is written as `null`."
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs) # Python's default would write a bare NaN: not JSON
 
 def git_commit():
     "The commit of the checkout this package runs from, or `None` (an installed copy, or no git)."
@@ -45,7 +57,8 @@ def results_markdown(res):
     for k, r in res['experiments'].items():
         e = EXPERIMENTS.get(k)
         post = f"{e.post:.1%}" if e and e.post else '—'
-        lines.append(f"| {e.title if e else k} | `{k}` | {r['accuracy']:.2%} | {sum(r['per_digit'])/10:.2%} | "
+        diverged = f" (diverged at epoch {r['diverged']})" if r.get('diverged') else ''
+        lines.append(f"| {e.title if e else k} | `{k}` | {r['accuracy']:.2%}{diverged} | {sum(r['per_digit'])/10:.2%} | "
                      f"{r['parameters']:,} | {ran_with(r)} | {r['device']} | {r['seconds']:.1f} | {post} |")
     return '\n'.join(lines) + '\n'
 
@@ -57,7 +70,8 @@ def results_table(res):
     for name, r in res['experiments'].items():
         pd = r['per_digit']
         lines.append(f"{name:<16}{r['accuracy']:>9.2%}{sum(pd)/len(pd):>11.2%}{r['seconds']:>9.1f}  "
-                     + ''.join(f'{a*100:>6.1f}' for a in pd) + f"  {ran_with(r)}{'' if r['device'] == 'cpu' else ' on ' + r['device']}")
+                     + ''.join(f'{a*100:>6.1f}' for a in pd) + f"  {ran_with(r)}{'' if r['device'] == 'cpu' else ' on ' + r['device']}"
+                     + (f"  DIVERGED at epoch {r['diverged']}: do not trust these numbers" if r.get('diverged') else ''))
     return '\n'.join(lines)
 
 # %% ../nbs/90_experiments.ipynb #25bf81df
@@ -85,7 +99,7 @@ def write_report(res, out, charts=True):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # each file is replaced whole or not at all: a full disk leaves the previous results as they were
-    write_atomic(out/'results.json', json.dumps(res, indent=2).encode())
+    write_atomic(out/'results.json', json_text(res, indent=2).encode())
     write_atomic(out/'results.md', results_markdown(res).encode())
     if not charts: return ['results.json', 'results.md']
     import matplotlib.pyplot as plt # only now: importing it costs about a second
@@ -115,7 +129,7 @@ def reproduce(only=None, # experiment ids to run; `None`: all of them
     res, written, models = new_results(src, mnist), [], []
     for e in exps:
         r = run_experiment(e, mnist, **options[e.id])
-        if r.model: # its own file: the numbers in results.json, the parameters in models/
+        if r.model and not r.diverged: # its own file: the numbers in results.json, the parameters in models/
             r.model.info['data'] = res['data']
             save_model(r.model, Path(out)/'models'/f'{e.id}.pt')
             models.append(f'models/{e.id}.pt')

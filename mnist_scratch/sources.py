@@ -4,17 +4,18 @@
 
 # %% auto #0
 __all__ = ['SPLITS', 'DIGITS', 'IMG_SIZE', 'ENV_VAR', 'HOW_TO_PROVIDE', 'MAX_MEMBERS', 'MAX_MEMBER_BYTES', 'MAX_TAR_BYTES',
-           'MANIFEST', 'SAMPLE_TRAIN_PER_DIGIT', 'SAMPLE_WARNING', 'PNG_SIGNATURE', 'CACHE_FORMAT', 'printable',
-           'shown', 'warn', 'MnistDataError', 'MnistSource', 'cache_dir', 'cache_unusable', 'check_mnist_folder',
-           'open_regular', 'file_sha256', 'files_digest', 'extraction_intact', 'remove_abandoned', 'build_folder',
-           'extraction_dir', 'extract_archive', 'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample',
-           'sample_mnist', 'find_mnist', 'decode_digit', 'read_digit', 'is_image_name', 'image_files', 'folder_key',
-           'MnistData', 'write_atomic', 'tensors_sha256', 'read_cache', 'write_cache', 'source_id', 'load_mnist',
+           'MANIFEST', 'TEMP_PREFIXES', 'SAMPLE_TRAIN_PER_DIGIT', 'SAMPLE_WARNING', 'PNG_SIGNATURE', 'MAX_PICKLE_BYTES',
+           'CACHE_FORMAT', 'MAX_CACHE_BYTES', 'printable', 'shown', 'warn', 'MnistDataError', 'MnistSource', 'expanded',
+           'cache_dir', 'cache_unusable', 'check_mnist_folder', 'open_regular', 'file_sha256', 'files_digest',
+           'extraction_intact', 'remove_abandoned', 'build_folder', 'extraction_dir', 'extract_archive',
+           'as_mnist_source', 'fastai_data_path', 'fastai_mnist', 'write_sample', 'sample_mnist', 'find_mnist',
+           'decode_digit', 'read_digit', 'is_image_name', 'image_files', 'folder_key', 'MnistData', 'write_atomic',
+           'load_tensor_file', 'tensor_fits', 'tensors_sha256', 'read_cache', 'write_cache', 'source_id', 'load_mnist',
            'cache_entries', 'clear_cache']
 
 # %% ../nbs/93_sources.ipynb #d75ba70a
-import bz2, gzip, hashlib, io, json, lzma, os, shutil, socket, stat, tarfile, tempfile, time, warnings, zlib
-from configparser import ConfigParser
+import bz2, errno, gzip, hashlib, io, json, lzma, os, pickle, re, shutil, socket, stat, tarfile, tempfile, time, warnings, zipfile, zlib
+from configparser import ConfigParser, Error as ConfigError
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,15 +70,32 @@ class MnistSource:
         return f'archive-{self.sha[:32]}' if self.sha else None
 
 # %% ../nbs/93_sources.ipynb #4250bdb9
+def expanded(p, name=None # the environment variable `p` came from, for the message
+            ):
+    "`p` as a `Path` with a leading `~` or `~user` expanded; `MnistDataError` naming `p` if there is no such user."
+    try: return Path(p).expanduser()
+    except RuntimeError: # `~nosuchuser`: Python cannot tell whose home folder is meant
+        raise MnistDataError(f"{name + ': ' if name else ''}{p}: {str(p).split('/')[0]} is the home folder of a user "
+                             "that this machine does not have: check the path") from None
+
 def cache_dir():
     "The folder for extracted archives and decoded tensors: `$MNIST_SCRATCH_CACHE` or `~/.cache/mnist_scratch`."
-    return Path(os.environ.get('MNIST_SCRATCH_CACHE') or Path.home()/'.cache'/'mnist_scratch').expanduser()
+    env = os.environ.get('MNIST_SCRATCH_CACHE')
+    return expanded(env, 'MNIST_SCRATCH_CACHE') if env else expanded('~/.cache/mnist_scratch')
 
 def cache_unusable(e):
     "The message for an `OSError` (or a failed `torch.save`) in the cache folder: what failed and what to do."
     why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0][:200]
     return (f"the cache folder {cache_dir()} cannot be used ({why}): "
             "set MNIST_SCRATCH_CACHE to a writable folder with free space")
+
+def _cache_subfolder(name):
+    "The cache's own subfolder `name`, made if missing; `OSError` if it is a link or not a folder: never written through."
+    p = cache_dir()/name
+    if p.is_symlink() or p.exists() and not p.is_dir():
+        raise OSError(errno.ENOTDIR, f"its {name}/ is a link or not a folder, and the cache never writes through one", str(p))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 # %% ../nbs/93_sources.ipynb #2c5396b2
 def check_mnist_folder(path):
@@ -100,8 +118,11 @@ MAX_TAR_BYTES = 512 << 20 # it unpacks to 73 MB of tar
 _KINDS = {stat.S_IFIFO: 'FIFO', stat.S_IFCHR: 'device', stat.S_IFBLK: 'device', stat.S_IFSOCK: 'socket'}
 
 def open_regular(fn, what):
-    "Open `fn` for reading if it is a regular file; a FIFO or a device (which could block, or never end) is an error."
-    fd = os.open(fn, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)) # opening a FIFO must not wait for a writer
+    "Open `fn` for reading at once if it is a regular file; a FIFO, device or folder (which could block, or never end) is an error."
+    try: fd = os.open(fn, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0)) # a FIFO must not wait for a writer
+    except FileNotFoundError: raise # each caller says in its own words what was missing
+    except OSError as e:
+        raise MnistDataError(f"{fn}: cannot be read ({e.strerror or e})" + (': check its permissions' if isinstance(e, PermissionError) else '')) from None
     kind = stat.S_IFMT(os.fstat(fd).st_mode)
     if kind != stat.S_IFREG:
         os.close(fd)
@@ -199,21 +220,41 @@ def files_digest(folder):
     except (OSError, MnistDataError): return None
     return _tree_digest(files)
 
+def _read_manifest(folder):
+    "The manifest that this project wrote into `folder`, as a dict; `None` if there is none that it could have written."
+    try:
+        with open_regular(Path(folder)/MANIFEST, 'a manifest') as f: m = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, MnistDataError): return None
+    return m if isinstance(m, dict) else None
+
 def extraction_intact(dest, full=True):
     "Whether the archive extracted into `dest` still holds its files: every byte of them, or (not `full`) their number."
+    m = _read_manifest(dest)
     try:
-        m = json.loads((dest/MANIFEST).read_text())
         if full: return m['digest'] == files_digest(dest)
         return m['files'] == sum(len(names) for _, _, names in os.walk(dest)) - 1 # here a count took 0.03-0.08 s, a digest 1.7 s
-    except (OSError, ValueError, KeyError, TypeError): return False
+    except (OSError, KeyError, TypeError): return False
 
 # %% ../nbs/93_sources.ipynb #5e7a0b03
+def _lmode(p):
+    "The file type and mode of `p` itself (a link is a link), or 0 if there is nothing there."
+    try: return p.lstat().st_mode
+    except OSError: return 0
+
 def _remove(p):
     "Remove the file or folder `p` (a link itself, never what it points to), if it is there."
-    if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+    if stat.S_ISDIR(_lmode(p)): shutil.rmtree(p, ignore_errors=True)
     else:
         try: p.unlink()
         except OSError: pass
+
+TEMP_PREFIXES = ('.building-mnist-scratch-', '.writing-mnist-scratch-') # a folder being built, a file being written
+_TEMPORARY = re.compile(r'\.(building|writing)-mnist-scratch-[a-z0-9_]{8}') # the names `tempfile` makes with them
+
+def _is_temporary(p):
+    "Whether `p` is a temporary folder or file that this project made: named so by `tempfile`, and no link."
+    m = _TEMPORARY.fullmatch(p.name)
+    return bool(m) and (stat.S_ISDIR if m[1] == 'building' else stat.S_ISREG)(_lmode(p))
 
 def _lock(fd):
     "Lock the open temporary file or folder `fd` for as long as it stays open: other runs then know it is not abandoned."
@@ -226,7 +267,7 @@ def _abandoned(p, min_age):
         age = time.time() - p.lstat().st_mtime
         if age < min_age or fcntl is None and age < 86400: return False
         if fcntl is None: return True
-        fd = os.open(p, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0))
+        fd = os.open(p, os.O_RDONLY | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_NONBLOCK', 0))
     except OSError: return False
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB) # the lock of a killed run went with it
     except OSError: return False
@@ -234,9 +275,9 @@ def _abandoned(p, min_age):
     return True
 
 def remove_abandoned(folder, min_age=60):
-    "Remove what killed runs left in `folder`: `.building-*` folders and `.writing-*` files that nobody holds."
-    for p in [*folder.glob('.building-*'), *folder.glob('.writing-*')]:
-        if _abandoned(p, min_age): _remove(p)
+    "Remove the temporary folders and files that killed runs of this project left in `folder`; nothing else there."
+    for p in [q for prefix in TEMP_PREFIXES for q in Path(folder).glob(prefix + '*')]:
+        if _is_temporary(p) and _abandoned(p, min_age): _remove(p)
 
 def build_folder(dest, build, refresh=False):
     "Make the folder `dest` once (again with `refresh`): `build` fills a temporary folder that is then renamed into place."
@@ -244,7 +285,7 @@ def build_folder(dest, build, refresh=False):
     if dest.is_dir(): return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(dest.parent)
-    tmp = Path(tempfile.mkdtemp(prefix='.building-', dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIXES[0], dir=dest.parent))
     fd = _lock(os.open(tmp, os.O_RDONLY))
     try:
         build(tmp)
@@ -268,16 +309,20 @@ def _extract_mnist(fn, sha, folder):
     files = _untar(fn, folder)
     try: check_mnist_folder(_find_root(folder))
     except MnistDataError as e: raise MnistDataError(f"{fn}: not an MNIST archive: {e}") from None
-    manifest = dict(archive=str(Path(fn).resolve()), sha256=sha, files=len(files), digest=_tree_digest(files))
-    (folder/MANIFEST).write_text(json.dumps(manifest))
+    manifest = dict(kind='extracted archive', archive=str(Path(fn).resolve()), sha256=sha, files=len(files), digest=_tree_digest(files))
+    (folder/MANIFEST).write_text(json.dumps(manifest, allow_nan=False))
+
+def _extracted_from(p):
+    "The archive that this project extracted into the folder `p` (never a link), as its manifest records; else `None`."
+    m = _read_manifest(p) if stat.S_ISDIR(_lmode(p)) else None
+    sha = m and m.get('sha256')
+    if isinstance(sha, str) and len(sha) == 64 and p.name.endswith('-' + sha[:16]) and isinstance(m.get('archive'), str):
+        return m['archive'] # the folder's name carries the checksum that the manifest inside it records
 
 def _replace_older(dest, archive):
     "Remove the other extractions of the same archive file: older versions of it that `dest` replaces."
     for p in dest.parent.iterdir():
-        if p == dest or p.name.startswith('.'): continue
-        try: same = json.loads((p/MANIFEST).read_text())['archive'] == str(Path(archive).resolve())
-        except (OSError, ValueError, KeyError, TypeError): same = False
-        if same: _remove(p)
+        if p != dest and _extracted_from(p) == str(Path(archive).resolve()): _remove(p)
 
 def extraction_dir(fn, sha):
     "The cache folder that the archive `fn`, whose SHA-256 is `sha`, is extracted into."
@@ -292,6 +337,7 @@ def extract_archive(fn, sha=None, refresh=False, verify=False):
         warn(f"{dest}: the extracted files no longer match {fn}; extracting it again")
         refresh = True
     try:
+        _cache_subfolder('archives')
         build_folder(dest, lambda tmp: _extract_mnist(fn, sha, tmp), refresh)
         _replace_older(dest, fn)
     except OSError as e: raise MnistDataError(f"{fn}: an archive is extracted into the cache, and {cache_unusable(e)}") from None
@@ -300,7 +346,7 @@ def extract_archive(fn, sha=None, refresh=False, verify=False):
 # %% ../nbs/93_sources.ipynb #20fbbcb3
 def as_mnist_source(path, source='path', refresh=False):
     "An `MnistSource` for `path`: an MNIST folder, or an archive extracted into the cache (again with `refresh`)."
-    path = Path(path).expanduser()
+    path = expanded(path)
     try: st = path.stat()
     except FileNotFoundError: raise MnistDataError(f"{path}: no such file or folder") from None
     except OSError as e: raise MnistDataError(f"{path}: cannot be read ({e.strerror})") from None
@@ -312,12 +358,26 @@ def as_mnist_source(path, source='path', refresh=False):
     return MnistSource(source, extract_archive(path, sha, refresh), archive=path, sha=sha, fresh=fresh)
 
 # %% ../nbs/93_sources.ipynb #54963873
+def _config_data(home):
+    "The `data` folder named in fastai's `config.ini` in `home`, or `None`; a file that cannot be used is ignored, with a warning."
+    fn, ignored = home/'config.ini', f"ignoring it and looking for fastai's data in {home/'data'}"
+    try:
+        with open_regular(fn, "fastai's config.ini") as f: text = f.read(1 << 20).decode()
+        cfg = ConfigParser()
+        cfg.read_string(text, source=str(fn))
+        data = cfg.get('DEFAULT', 'data', fallback=None)
+        return None if data is None else expanded(data, f'{fn}: data')
+    except FileNotFoundError: return None
+    except MnistDataError as e: warn(f"{e}; {ignored}")
+    except OSError as e: warn(f"{fn}: cannot be read ({e.strerror or e}); {ignored}")
+    except UnicodeDecodeError as e: warn(f"{fn}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}); {ignored}")
+    except ConfigError as e: warn(f"{fn}: not a config file that fastai can read ({str(e).splitlines()[0]}); {ignored}")
+
 def fastai_data_path():
     "The folder where fastai's `untar_data` keeps data sets, read from fastai's config without importing fastai."
-    home = Path(os.environ.get('FASTAI_HOME', '~/.fastai')).expanduser()
-    cfg = ConfigParser()
-    cfg.read(home/'config.ini')
-    return Path(cfg.get('DEFAULT', 'data', fallback=str(home/'data'))).expanduser()
+    env = os.environ.get('FASTAI_HOME')
+    home = expanded(env, 'FASTAI_HOME') if env is not None else expanded('~/.fastai')
+    return _config_data(home) or home/'data'
 
 def fastai_mnist(download=True, timeout=10):
     "fastai's copy of MNIST: the cached folder, else `untar_data(URLs.MNIST)` if `download`; `None` on failure."
@@ -353,9 +413,21 @@ def write_sample(dest):
             for i in part: Image.fromarray(imgs[i], mode='L').save(folder/f'{i}.png')
     return dest
 
+def _is_sample(p):
+    "Whether `p` is the offline sample that this project wrote: a folder (no link) with its manifest."
+    return stat.S_ISDIR(_lmode(p)) and (_read_manifest(p) or {}).get('kind') == 'offline sample'
+
+def _write_marked_sample(dest):
+    "Write the sample into `dest` with the manifest that marks it as this project's."
+    (write_sample(dest)/MANIFEST).write_text(json.dumps(dict(kind='offline sample'), allow_nan=False))
+
 def sample_mnist(refresh=False):
     "The offline sample folder in the cache, written once (again with `refresh`)."
-    try: return check_mnist_folder(build_folder(cache_dir()/'mnist_sample', write_sample, refresh))
+    dest = cache_dir()/'mnist_sample'
+    if os.path.lexists(dest) and not _is_sample(dest):
+        raise MnistDataError(f"{dest}: the offline sample goes here, but this folder has no mark of this project, so it is left alone: "
+                             "move it away (or delete it, if an older mnist-scratch wrote it), or set MNIST_SCRATCH_CACHE to another folder")
+    try: return check_mnist_folder(build_folder(dest, _write_marked_sample, refresh))
     except OSError as e: raise MnistDataError(f"the offline sample is written into the cache, and {cache_unusable(e)}") from None
 
 # %% ../nbs/93_sources.ipynb #8a468aef
@@ -426,8 +498,7 @@ def read_digit(fn):
     "Read one MNIST PNG as a `[28, 28]` uint8 numpy array, or raise `MnistDataError` naming the file."
     try:
         with open_regular(fn, 'a PNG image') as f: data = f.read(MAX_MEMBER_BYTES + 1)
-    except PermissionError as e: raise MnistDataError(f"{fn}: cannot be read ({e.strerror}): check its permissions") from None
-    except OSError as e: raise MnistDataError(f"{fn}: cannot be read ({e.strerror or e})") from None
+    except OSError as e: raise MnistDataError(f"{fn}: cannot be read ({e.strerror or e})") from None # a broken link, say
     if len(data) > MAX_MEMBER_BYTES: raise MnistDataError(f"{fn}: more than {MAX_MEMBER_BYTES:,} bytes, too large for a 28x28 PNG")
     return decode_digit(data, fn)
 
@@ -504,7 +575,7 @@ def write_atomic(fn, data):
     fn = Path(fn)
     fn.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(fn.parent)
-    fd, tmp = tempfile.mkstemp(prefix='.writing-', dir=fn.parent)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIXES[1], dir=fn.parent)
     _lock(fd)
     try:
         with os.fdopen(fd, 'wb') as f:
@@ -516,8 +587,88 @@ def write_atomic(fn, data):
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
+# %% ../nbs/93_sources.ipynb #a1f0c3d2
+MAX_PICKLE_BYTES = 1 << 20 # the pickle of a model or cache file is its structure: 1.5 KB for MNIST's cache
+
+def _any(what): return re.sub(r'^an? ', 'any ', what) # 'a model file' -> 'any model file'
+
+def _check_zip(f, fn, what, max_bytes):
+    "Refuse the zip in the open file `f` unless its entries are stored as `torch.save` stores them, within `max_bytes`."
+    try:
+        with zipfile.ZipFile(f) as z: entries = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise MnistDataError(f"{fn}: not {what} (not a file that torch.save wrote: {e})") from None
+    for i in entries:
+        if i.compress_type != zipfile.ZIP_STORED or i.compress_size != i.file_size: # a few bytes could unpack to gigabytes
+            raise MnistDataError(f"{fn}: not {what} (its entry {i.filename} is compressed, which torch.save never does)")
+        if i.filename.endswith('data.pkl') and i.file_size > MAX_PICKLE_BYTES:
+            raise MnistDataError(f"{fn}: not {what} (its structure, {i.filename}, has {i.file_size:,} bytes; "
+                                 f"at most {MAX_PICKLE_BYTES:,})")
+    total = sum(i.file_size for i in entries)
+    if total > max_bytes: raise MnistDataError(f"{fn}: unpacks to {total:,} bytes, more than {_any(what)} (at most {max_bytes:,})")
+
+def _torch_load(f, fn, what):
+    "What `torch.save` wrote to the open file `f`: tensors and plain values only, never code."
+    try:
+        with warnings.catch_warnings(): # torch warns about what it checks in a sparse tensor; we refuse those anyway
+            warnings.simplefilter('ignore')
+            return torch.load(f, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e: # weights_only refused an object: say which, not how to load it unsafely
+        found = ''.join(f': {l.strip()}' for l in str(e).splitlines() if 'GLOBAL' in l)
+        raise MnistDataError(f"{fn}: not {what} (it holds objects other than tensors and plain values, never loaded{found})") from None
+    except Exception as e:
+        raise MnistDataError(f"{fn}: not {what} ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
+
+def _dense(t):
+    "Whether each element of `t` has a place of its own with no gaps between them, in some order of its dimensions."
+    step = 1 # a transposed matrix passes (training keeps the linear weights column by column); a stride of 0 does not
+    for stride, n in sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != step: return False
+        step *= n
+    return True
+
+def _tensor_problem(t):
+    "What keeps the loaded tensor `t` from being a plain tensor stored densely, or `None`."
+    if type(t) not in (torch.Tensor, torch.nn.Parameter): return f'a {type(t).__name__}'
+    if t.layout != torch.strided or t.is_quantized or t.is_nested or t.device.type != 'cpu':
+        return f'a {t.layout} tensor on {t.device}, not a plain one'
+    if not _dense(t): return f'a tensor of shape {tuple(t.shape)} has strides {t.stride()}: its elements overlap or leave gaps'
+
+def _check_tensors(obj, fn, what):
+    "Refuse `obj` if any tensor in it (through dicts, lists and tuples) is not plain and dense."
+    todo, seen = [obj], set()
+    while todo: # a loop, not recursion: a pickle can nest deeper than Python's stack
+        o = todo.pop()
+        if id(o) in seen: continue
+        seen.add(id(o))
+        if isinstance(o, dict): todo += [*o.keys(), *o.values()]
+        elif isinstance(o, (list, tuple, set, frozenset)): todo += o
+        elif isinstance(o, torch.Tensor) and (why := _tensor_problem(o)):
+            raise MnistDataError(f"{fn}: not {what} ({why})")
+    return obj
+
+def load_tensor_file(fn, # a file that `torch.save` wrote
+                     what, # what it should be, for messages: 'a model file', 'a decoded cache'
+                     max_bytes, # the most bytes that such a file can hold
+                    ):
+    "What `torch.save` wrote to `fn`, read without trusting it: a bounded number of bytes, no code, only plain tensors."
+    with open_regular(fn, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes: raise MnistDataError(f"{fn}: {size:,} bytes, more than {_any(what)} (at most {max_bytes:,})")
+        _check_zip(f, fn, what, max_bytes)
+        f.seek(0)
+        obj = _torch_load(f, fn, what)
+    return _check_tensors(obj, fn, what)
+
+def tensor_fits(t, shape, dtype):
+    "Whether `t` is a tensor of `dtype` and of `shape` (`None` in `shape`: any size along that dimension)."
+    return (isinstance(t, torch.Tensor) and t.dtype == dtype and t.ndim == len(shape)
+            and all(s is None or s == n for s, n in zip(shape, t.shape)))
+
 # %% ../nbs/93_sources.ipynb #5e7a0b05
 CACHE_FORMAT = 2
+MAX_CACHE_BYTES = MAX_MEMBERS * 28 * 28 + (1 << 20) # as many images as an archive may hold; MNIST's cache has 54,883,045 bytes
+_CACHE_NAME = re.compile(r'[0-9a-f]{16}-(archive-)?[0-9a-f]{32}\.pt') # `source_id`, then `folder_key` or `MnistSource.key`
 
 def tensors_sha256(raw):
     "SHA-256 of the shapes and bytes of every decoded tensor, in order."
@@ -533,17 +684,17 @@ def _cache_problem(raw):
     if not isinstance(raw, dict) or raw.get('format') != CACHE_FORMAT: return 'it was written by another version'
     for split in SPLITS:
         ts = raw.get(split)
-        if not (isinstance(ts, list) and len(ts) == len(DIGITS) and all(
-                isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.ndim == 3 and tuple(t.shape[1:]) == IMG_SIZE for t in ts)):
+        if not (isinstance(ts, list) and len(ts) == len(DIGITS) and all(tensor_fits(t, (None, *IMG_SIZE), torch.uint8) for t in ts)):
             return f'its {split} images are missing or of the wrong shape or type'
     if raw.get('sha256') != tensors_sha256(raw): return 'its checksum does not match its contents'
 
 def read_cache(fn):
     "The decoded tensors cached in `fn`, or `None` if there are none, or (with a warning) if they are not intact."
-    try: raw = torch.load(fn, weights_only=True) # never runs code from the file
-    except OSError: return None # missing or unreadable: the write that follows says so if the cache cannot be used
-    except Exception as e: problem = f'it cannot be read ({type(e).__name__})'
-    else: problem = _cache_problem(raw)
+    if not fn.parent.is_dir(): return None # no cache folder yet: the write that follows says so if it cannot make one
+    try: raw = load_tensor_file(fn, 'a decoded cache', MAX_CACHE_BYTES) # never runs code, never blocks, never balloons
+    except FileNotFoundError: return None
+    except MnistDataError as e: return warn(f"{e}; ignoring the decoded cache, decoding the images again")
+    problem = _cache_problem(raw)
     if problem is None: return raw
     warn(f"{fn}: ignoring the decoded cache, {problem}; decoding the images again")
 
@@ -552,9 +703,11 @@ def write_cache(raw, fn, source):
     try:
         buf = io.BytesIO()
         torch.save(dict(raw, format=CACHE_FORMAT, source=str(source), sha256=tensors_sha256(raw)), buf)
+        if buf.tell() > MAX_CACHE_BYTES: return warn(f"not caching the decoded images: {buf.tell():,} bytes, more than a cache may hold")
+        _cache_subfolder('tensors')
         write_atomic(fn, buf.getbuffer())
         for p in fn.parent.glob(fn.name.split('-')[0] + '-*.pt'): # the same data source, older contents
-            if p != fn: _remove(p)
+            if p != fn and _CACHE_NAME.fullmatch(p.name) and stat.S_ISREG(_lmode(p)): _remove(p)
     except (OSError, RuntimeError) as e: warn(f"not caching the decoded images: {cache_unusable(e)}")
 
 def source_id(p):
@@ -582,42 +735,39 @@ def load_mnist(path=None, # an MNIST folder, a `.tgz` archive, or a `MnistSource
     return MnistData(to_float(raw['training']), to_float(raw['testing']), src.source, src.path)
 
 # %% ../nbs/93_sources.ipynb #5e7a0b08
+_UNFINISHED = 'unfinished (a run in progress or killed)'
+
 def _size(p):
     "Bytes in the file `p`, or in every file under the folder `p` (links not followed)."
-    if not p.is_dir() or p.is_symlink(): return p.lstat().st_size
+    if not stat.S_ISDIR(_lmode(p)): return p.lstat().st_size
     return sum((Path(r)/n).lstat().st_size for r, _, names in os.walk(p) for n in names)
 
-def _origin(p):
-    "The data source that the cache entry `p` was made from, as it recorded it."
-    try:
-        if p.suffix == '.pt': return torch.load(p, weights_only=True, mmap=True).get('source', '?') # mmap: reads no pixels
-        return json.loads((p/MANIFEST).read_text())['archive']
-    except Exception: return '?'
+def _decoded_from(p):
+    "The data source recorded in `p` if it is a decoded cache that this project wrote (its name and contents say so); else `None`."
+    if not (_CACHE_NAME.fullmatch(p.name) and stat.S_ISREG(_lmode(p))): return None # a link, a FIFO: not even opened
+    try: raw = load_tensor_file(p, 'a decoded cache', MAX_CACHE_BYTES)
+    except (OSError, MnistDataError): return None
+    if isinstance(raw, dict) and raw.get('format') == CACHE_FORMAT and isinstance(raw.get('source'), str): return raw['source']
 
-def _ours(p):
-    "The kind of cache entry `p` is, if this project wrote it; else `None`, and it is left alone."
-    if p.name.startswith(('.building-', '.writing-')): return 'unfinished (a run in progress or killed)'
-    if p.parent.name == 'tensors' and p.suffix == '.pt': return 'decoded images'
-    if p.parent.name == 'archives' and (p/MANIFEST).is_file(): return 'extracted archive'
-    if p.name == 'mnist_sample' and (p/'training').is_dir(): return 'offline sample'
-
-def _listing(folder): return sorted(folder.iterdir()) if folder.is_dir() else []
+def _listing(folder, follow=False):
+    "The entries of `folder`; none if it is no folder or (unless `follow`: the cache folder you chose) a link to one."
+    return sorted(folder.iterdir()) if (folder.is_dir() if follow else stat.S_ISDIR(_lmode(folder))) else []
 
 def cache_entries():
-    "What the cache folder holds: one dict per entry with its kind, path, size in bytes and the data it came from."
-    root, out = cache_dir(), []
-    for p in [*_listing(root/'tensors'), *_listing(root/'archives'), root/'mnist_sample',
-              *(p for p in _listing(root) if p.name.startswith('.building-'))]:
-        kind = _ours(p) if p.exists() else None
-        if kind: out.append(dict(kind=kind, path=p, bytes=_size(p), source='' if p.name.startswith('.') else _origin(p)))
-    return out
+    "What this project wrote in the cache folder and can prove it wrote: one dict per entry with its kind, path, size and source."
+    root = cache_dir()
+    tensors, archives, sample = _listing(root/'tensors'), _listing(root/'archives'), root/'mnist_sample'
+    found = [(p, 'decoded images', _decoded_from(p)) for p in tensors]
+    found += [(p, 'extracted archive', _extracted_from(p)) for p in archives]
+    found += [(sample, 'offline sample', '' if _is_sample(sample) else None)]
+    found += [(p, _UNFINISHED, '') for p in [*_listing(root, follow=True), *tensors, *archives] if _is_temporary(p)]
+    return [dict(kind=kind, path=p, bytes=_size(p), source=source) for p, kind, source in found if source is not None]
 
 def clear_cache():
     "Remove what this project wrote in the cache folder (nothing else there); return the bytes freed."
-    entries = cache_entries()
-    entries = [e for e in entries if not e['path'].name.startswith('.') or _abandoned(e['path'], 0)] # not a live run's
+    entries = [e for e in cache_entries() if e['kind'] != _UNFINISHED or _abandoned(e['path'], 0)] # not a live run's
     for e in entries: _remove(e['path'])
     for p in (cache_dir()/'tensors', cache_dir()/'archives', cache_dir()):
-        try: p.rmdir() # only once nothing else is left in it
+        try: p.rmdir() # only once nothing else is left in it; a link is not removed
         except OSError: pass
     return sum(e['bytes'] for e in entries)

@@ -39,15 +39,15 @@ def test_options_that_mean_nothing_are_usage_errors(args, msg, tmp_path):
 def test_results_survive_an_interrupted_run(tiny, tmp_path, monkeypatch):
     "Ctrl-C during the third experiment: exit 130, and results.json holds the two that finished, with what made them."
     import dataclasses
-    from mnist_scratch import cli, report
+    from mnist_scratch import experiments, report
     def interrupted(data, **hp): raise KeyboardInterrupt
     exps = dict(EXPERIMENTS, **{'linear-ce': dataclasses.replace(EXPERIMENTS['linear-ce'], run=interrupted)})
-    for module in (cli, report): monkeypatch.setattr(module, 'EXPERIMENTS', exps)
+    for module in (experiments, report): monkeypatch.setattr(module, 'EXPERIMENTS', exps) # the command imports it when it runs
     out = tmp_path/'out'
     assert main(['reproduce', '--only', 'baseline-mae,baseline-mse,linear-ce', '--data', str(tiny), '--out', str(out)]) == 130
     res = json.loads((out/'results.json').read_text())
     assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
-    assert res['schema'] == 2 and res['version'] and res['torch'] and res['started'] and 'commit' in res
+    assert res['schema'] == 3 and res['version'] and res['torch'] and res['started'] and 'commit' in res
     assert res['experiments']['baseline-mse']['device'] == 'cpu'
     assert sorted(p.name for p in out.iterdir()) == ['results.json', 'results.md']
 

@@ -30,7 +30,9 @@ def test_a_saved_model_predicts_as_before(linear, digits, tmp_path):
     save_model(linear, tmp_path/'linear-ce.pt')
     back = load_model(tmp_path/'linear-ce.pt')
     x = digits[0][4000:]
-    assert torch.equal(back.scores(x), linear.scores(x)) and back.info == linear.info
+    # the file stores each tensor row by row; training kept the weights column by column: the same numbers, summed in another order
+    assert torch.allclose(back.scores(x), linear.scores(x), atol=1e-4) and torch.equal(back.scores(x).argmax(1), linear.scores(x).argmax(1))
+    assert back.info == linear.info
     assert torch.equal(linear.scores(x), linear_model(x.view(-1, 784), linear.params)) # the story's own function
 
 @pytest.mark.global_rng # fastai's model builder draws the initial weights from the global generator
@@ -57,7 +59,7 @@ def test_bad_model_files_are_refused_in_one_line(linear, tmp_path):
     save_model(linear, good)
     refused(tmp_path/'missing.pt', 'no such model file', 'reproduce')
     (tmp_path/'truncated.pt').write_bytes(good.read_bytes()[:len(good.read_bytes())//2])
-    refused(tmp_path/'truncated.pt', 'truncated', 'reproduce')
+    refused(tmp_path/'truncated.pt', 'not a model file', 'reproduce')
     (tmp_path/'mlp.pt').write_bytes(good.read_bytes()) # copied over another experiment's file
     refused(tmp_path/'mlp.pt', 'linear-ce', 'not mlp')
     d = torch.load(good, weights_only=True)
@@ -77,7 +79,9 @@ def test_loading_never_runs_code_from_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv('BOOM_FILE', str(tmp_path/'boom'))
     fn = tmp_path/'linear-ce.pt'
     with open(fn, 'wb') as f: pickle.dump(dict(format='mnist-scratch model', version=1, params=Boom()), f)
-    refused(fn, 'not a readable mnist-scratch model')
+    refused(fn, 'not a model file')
+    torch.save(dict(format='mnist-scratch model', version=1, params=Boom()), fn) # the same pickle inside torch.save's zip
+    refused(fn, 'not a model file', 'objects other than tensors')
     assert not (tmp_path/'boom').exists()
 
 # --- making any image look like MNIST ---

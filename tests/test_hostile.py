@@ -121,7 +121,7 @@ def test_bzip2_and_xz_archives_work(tiny, tmp_path):
 def test_abandoned_building_folder_is_removed(tiny, tmp_path):
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
     (cache_dir()/'archives').mkdir(parents=True)
-    dead, alive = cache_dir()/'archives'/'.building-dead', cache_dir()/'archives'/'.building-alive'
+    dead, alive = cache_dir()/'archives'/'.building-mnist-scratch-dead0000', cache_dir()/'archives'/'.building-mnist-scratch-alive000'
     for p in (dead, alive): (p/'mnist_png').mkdir(parents=True); os.utime(p, (0, 0)) # as if killed long ago
     fd = sources._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
     try: load(tgz)
@@ -184,7 +184,7 @@ def test_cache_file_never_runs_code(tiny, tmp_path):
     class Evil:
         def __reduce__(self): return (os.system, (f'touch {tmp_path}/pwned',))
     torch.save({'training': Evil()}, fn)
-    with pytest.warns(UserWarning, match='cannot be read'): load(tiny)
+    with pytest.warns(UserWarning, match='holds objects other than tensors and plain values, never loaded.*posix.system'): load(tiny)
     assert not (tmp_path/'pwned').exists()
 
 def test_deleted_file_in_extraction_is_noticed_at_once(tiny, tmp_path):
@@ -379,13 +379,6 @@ def test_cache_command_lists_and_clears_only_its_own(tiny, tmp_path, capsys):
     assert main(['cache', '--clear']) == 0 and f'removed {freed/1e6:.1f} MB' in capsys.readouterr().out
     assert cache_entries() == [] and sorted(p.name for p in cache_dir().iterdir()) == ['notes.txt']
     assert load(tgz).n_train == 30 # and everything is rebuilt on the next load
-
-def test_ctrl_c_exits_130_without_a_traceback(tiny, tmp_path, monkeypatch, capsys):
-    from mnist_scratch import cli
-    def interrupted(*a, **k): raise KeyboardInterrupt
-    monkeypatch.setattr(cli, 'reproduce', interrupted)
-    assert main(['reproduce', '--data', str(tiny), '--out', str(tmp_path/'out')]) == 130
-    assert capsys.readouterr().err.splitlines()[-1] == f'mnist-scratch: interrupted; {tmp_path}/out/results.json keeps the experiments that finished'
 
 def test_a_fresh_extraction_is_not_checked_again(tiny, tmp_path, monkeypatch):
     "Files written moments ago by this very load are decoded without reading them all once more to check them."
