@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['softmax', 'mnist_loss_softmax', 'cross_entropy_loss', 'logsumexp', 'log_softmax', 'cross_entropy_stable',
-           'show_weights']
+           'cross_entropy_grad', 'show_weights']
 
 # %% ../nbs/04_softmax.ipynb #5a3a5cf4
 import torch
@@ -39,6 +39,11 @@ def log_softmax(x):
 def cross_entropy_stable(preds, yb):
     "Cross-entropy from the stable log-softmax: the same value as `cross_entropy_loss`, and finite for any scores."
     return -log_softmax(preds)[torch.arange(len(yb)), yb].mean()
+
+# %% ../nbs/04_softmax.ipynb #007f5552
+def cross_entropy_grad(preds, yb):
+    "The gradient of the mean cross-entropy with respect to the scores, by hand: `(softmax(preds) - one_hot(yb))/bs`."
+    return (softmax(preds) - F.one_hot(yb, preds.shape[-1]))/len(yb)
 
 # %% ../nbs/04_softmax.ipynb #8218ee10
 def show_weights(w, titles=None, ncols=5, figsize=(12, 5)):

@@ -1,4 +1,4 @@
-__all__ = ['split_train_valid', 'init_params', 'batch_accuracy', 'calc_grad', 'train_epoch', 'validate_epoch', 'accuracy', 'train_model', 'seeded']
+__all__ = ['split_train_valid', 'init_params', 'batch_accuracy', 'calc_grad', 'train_epoch', 'validate_epoch', 'accuracy', 'train_model', 'seeded', 'seed_spread']
 
 # %% ../nbs/03_linear.ipynb #f3a00001
 import contextlib, random
@@ -72,3 +72,8 @@ def seeded(seed):
         random.setstate(saved[0]); np.random.set_state(saved[1]); torch.set_rng_state(saved[2])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[3:]
         if cuda is not None: torch.cuda.set_rng_state_all(cuda)
+
+# %% ../nbs/03_linear.ipynb #d0d3bd6e
+def seed_spread(run, seeds=range(1, 6)):
+    "The last-epoch accuracy of `run(seed)`, which returns parameters and a history, for each of `seeds`: a tensor."
+    return torch.tensor([run(seed)[1]['accuracy'][-1] for seed in seeds])
