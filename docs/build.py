@@ -21,13 +21,13 @@ def title(nb):
     return nb.stem
 
 def notebooks():
-    "The numbered notebooks in order: (story, appendices); the appendices are numbered 90 and above."
-    nbs = sorted(NBS.glob('[0-9][0-9]_*.ipynb'))
+    "The numbered notebooks in order: (story, appendices); the appendices are numbered 90 and above (93a, 93b: parts of 93)."
+    nbs = sorted(NBS.glob('[0-9][0-9]*_*.ipynb'))
     return [nb for nb in nbs if int(nb.name[:2]) < 90], [nb for nb in nbs if int(nb.name[:2]) >= 90]
 
 def page_name(nb):
     "The page of a module's reference, named after its notebook as nbdev names it: `04_softmax.ipynb` is `softmax`."
-    return re.sub(r'^\d+_', '', Path(nb).stem)
+    return re.sub(r'^\d+[a-zA-Z0-9]*_', '', Path(nb).stem) # nbdev's own rule: `93a_files.ipynb` is `files`
 
 def modules():
     "The library's modules, each with the notebook it is exported from (from the header nbdev writes into it)."
@@ -98,8 +98,9 @@ def api_index(mods):
     rows = '\n'.join(f"| [`{LIB}.{m}`]({page_name(nb)}.md) | [{nb}](nbs/{nb}) | {summary(m)} |" for m, nb in mods.items())
     return (f"# The library's reference\n\nEvery function and class of the `{LIB}` package, generated from the code and its "
             "docstrings. Each module is exported from one notebook, which explains it and shows it at work. "
-            "The modules follow the data: sources and data, metrics, training, the models and losses, the experiments, "
-            "the report and the benchmark, and the command line; each imports only modules before it.\n\n"
+            "The modules follow the data: files, images, the cache, archives and sources, then data, metrics, training, "
+            "the models and losses, model files, the experiments, the report and the benchmark, and the command line; "
+            "each imports only modules before it.\n\n"
             f"| module | notebook | what it does |\n|---|---|---|\n{rows}\n")
 
 LINK = re.compile(r'\]\((?!https?:)([^)\s]+?)\.ipynb(#[^)\s]*)?\)')
@@ -143,8 +144,9 @@ def stage(dest):
     (dest/'api.md').write_text(api_index(mods))
     cfg = (ROOT/'docs'/'mkdocs.yml').read_text()
     nav = ['nav:', '  - Home: index.ipynb', '  - The story:']
-    nav += [f"      - '{title(nb)}': nbs/{nb.name}" for nb in story]
-    nav += ['  - Appendices:'] + [f"      - '{title(nb)}': nbs/{nb.name}" for nb in appendices]
+    quoted = lambda nb: "'" + title(nb).replace("'", "''") + "'" # YAML's single quotes: `MNIST's` needs its ' doubled
+    nav += [f"      - {quoted(nb)}: nbs/{nb.name}" for nb in story]
+    nav += ['  - Appendices:'] + [f"      - {quoted(nb)}: nbs/{nb.name}" for nb in appendices]
     nav += ['  - Reference:', '      - api.md'] + [f"      - '{', '.join(f'{LIB}.{m}' for m, _ in ms)}': {page}.md" for page, ms in pages(mods).items()]
     return cfg + '\n' + '\n'.join(nav) + '\n'
 

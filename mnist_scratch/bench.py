@@ -12,9 +12,11 @@ import json, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
 import torch.nn.functional as F
-from .sources import SPLITS, DIGITS, find_mnist, load_mnist
-from .fast import Batches, by_columns, linear_ce_epoch, denormals_flushed, machine
-from .training import seeded, init_params, batch_accuracy, accuracy, train_epoch
+from .images import SPLITS, DIGITS
+from .sources import find_mnist, load_mnist
+from .machine import machine, machine_line
+from .fast import Batches, by_columns, linear_ce_epoch, denormals_flushed
+from .training import seeded, init_params, accuracy, train_epoch, validate_epoch
 from .linear import flatten_xy, linear_model
 from .losses import cross_entropy_loss
 
@@ -63,8 +65,7 @@ def post_epoch(params, dl, valid_dl, lr=1.):
         for p in params:
             p.data -= p.grad*lr
             p.grad.zero_()
-    accs = [batch_accuracy(linear_model(xb, params), yb) for xb, yb in valid_dl]
-    return round(torch.stack(accs).mean().item(), 4)
+    return validate_epoch(linear_model, params, valid_dl) # the post's: the mean of the batch accuracies
 
 def our_epoch(params, batches, valid, lr=1., by_hand=True):
     "One epoch our way over `Batches`, then the exact accuracy; the gradient by hand, or by autograd as the story trains."
@@ -235,7 +236,7 @@ def bench_table(res):
             ('one epoch, linear + cross-entropy, training and validation (s)', res['epoch'], False),
             (f"whole process: start, load, {res['process_epochs']} epochs (s)", res['process'], False),
             ('resnet18 training (images/s, higher is better)', res['resnet'], True)]
-    lines = [f"machine: {m['cpu']}, {m['cpus']} CPUs{', ' + m['gpu'] if m['gpu'] else ''}, {m['platform']}, PyTorch {m['torch']}; "
+    lines = [f"machine: {machine_line(m)}; "
              f"data: {res['data']['source']}, {res['data']['n_train']} training images; median of {res['repeat']}",
              f"{'':<66}{'post':>9}{'ours':>9}{'speed-up':>10}"]
     for name, r, higher in rows:

@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['Batches', 'by_columns', 'linear_ce_epoch', 'tensor_dls', 'CenterConv', 'use_center_convs', 'denormals_flushing',
-           'denormals_flushed', 'cpu_name', 'machine']
+           'denormals_flushed']
 
 # %% ../nbs/94_fast.ipynb #deed7341
-import contextlib, os, platform
+import contextlib
 import torch
 from torch import nn
 import torch.nn.functional as F
 from .data import stack_xy
+from .machine import cpu_name # its home is appendix 94a; notebook 06 still imports it from here
 
 # %% ../nbs/94_fast.ipynb #47a52fb8
 class Batches:
@@ -88,14 +89,3 @@ def denormals_flushed():
     torch.set_flush_denormal(True)
     try: yield
     finally: torch.set_flush_denormal(before)
-
-# %% ../nbs/94_fast.ipynb #fd6cdc07
-def cpu_name():
-    "The processor's model name, as Linux reports it, else what `platform` knows."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
-    except (OSError, StopIteration): return platform.processor() or platform.machine()
-
-def machine():
-    "What this process runs on: the CPU and its count, the GPU if there is one, the platform, PyTorch's version."
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return dict(cpu=cpu_name(), cpus=os.cpu_count(), gpu=gpu, platform=platform.platform(), torch=torch.__version__)

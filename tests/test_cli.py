@@ -47,7 +47,7 @@ def test_results_survive_an_interrupted_run(tiny, tmp_path, monkeypatch):
     assert main(['reproduce', '--only', 'baseline-mae,baseline-mse,linear-ce', '--data', str(tiny), '--out', str(out)]) == 130
     res = json.loads((out/'results.json').read_text())
     assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
-    assert res['schema'] == 3 and res['version'] and res['torch'] and res['started'] and 'commit' in res
+    assert res['schema'] == 4 and res['version'] and res['machine']['torch'] and res['started'] and 'commit' in res
     assert res['experiments']['baseline-mse']['device'] == 'cpu'
     assert sorted(p.name for p in out.iterdir()) == ['results.json', 'results.md']
 
@@ -160,7 +160,7 @@ def test_whole_series_writes_report_and_charts(tiny, tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {'results.json', 'results.md', 'accuracy.png', 'history.png', 'models'}
     res = json.loads((tmp_path/'results.json').read_text())
     # every trained model is saved, and loaded back it gets the accuracy reproduce measured, on the same test images
-    from mnist_scratch.handwriting import load_models
+    from mnist_scratch.models import load_models
     from mnist_scratch.data import stack_xy
     x, y = stack_xy(load_mnist(tiny, show_progress=False).test)
     models = load_models(tmp_path/'models')

@@ -3,7 +3,8 @@ import io, numpy as np, pytest
 from hypothesis import example, given, settings, strategies as st, HealthCheck
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from mnist_scratch.sources import read_digit, MnistDataError
+from mnist_scratch.files import MnistDataError
+from mnist_scratch.images import read_digit
 
 
 pytestmark = pytest.mark.slow # `make test-fast` leaves these out

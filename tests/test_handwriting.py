@@ -4,10 +4,11 @@ import numpy as np
 import torch.nn.functional as F
 from PIL import Image
 from conftest import run_cli
-from mnist_scratch.sources import MnistDataError
+from mnist_scratch.files import MnistDataError
 from mnist_scratch.linear import run_linear, linear_model
-from mnist_scratch.handwriting import (TrainedModel, save_model, load_model, load_models, resnet18_model, to_mnist,
-    mnist_stages, NoDigitError, crop_to_ink, open_image, strokes_image, predict, top3, sklearn_digits, centre_by_mass, DigitPad)
+from mnist_scratch.models import TrainedModel, save_model, load_model, load_models, resnet18_model
+from mnist_scratch.handwriting import (to_mnist, mnist_stages, NoDigitError, crop_to_ink, open_image, strokes_image, predict, top3,
+    sklearn_digits, centre_by_mass, DigitPad)
 
 @pytest.fixture(scope='module')
 def digits():
@@ -176,3 +177,9 @@ def test_predict_command(linear, tmp_path):
     assert r.stderr.strip().splitlines() == [f"mnist-scratch: error: {tmp_path/'bad.png'}: not an image that can be read (UnidentifiedImageError); give a PNG or JPEG of one digit"]
     r = run_cli('predict', tmp_path/'seven.png', '--models', tmp_path/'nothing')
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'reproduce --only linear-ce,mlp' in r.stderr
+
+def test_reproduce_imports_no_widget_module():
+    "The model-file format lives apart from notebook 07's canvas: `reproduce` and its modules never import `handwriting`."
+    from test_structure import project_imports
+    assert 'handwriting' not in project_imports('experiments') | project_imports('report') | project_imports('models')
+    assert 'handwriting' in project_imports('cli') # `predict` does, when it runs: the check sees imports inside functions

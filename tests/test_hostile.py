@@ -3,8 +3,11 @@ import errno, gzip, io, json, os, shutil, signal, subprocess, sys, tarfile, time
 from pathlib import Path
 from PIL import Image
 from conftest import digit_image, write_png, make_tiny_mnist, run_cli
-from mnist_scratch import sources
-from mnist_scratch.sources import MnistDataError, find_mnist, load_mnist, read_digit, cache_dir, cache_entries, clear_cache, printable, MAX_MEMBER_BYTES
+from mnist_scratch import archive, cache, files, images
+from mnist_scratch.files import MnistDataError, printable
+from mnist_scratch.images import read_digit, MAX_IMAGE_BYTES
+from mnist_scratch.cache import cache_dir, cache_entries, clear_cache
+from mnist_scratch.sources import find_mnist, load_mnist
 from mnist_scratch.cli import main
 
 pytestmark = pytest.mark.timeout(120) # a regression that hangs or fills a disk fails instead
@@ -96,19 +99,19 @@ def zeros_tgz(fn, n, size):
     return fn
 
 def test_gzip_bomb_stops_at_the_total_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, 'MAX_TAR_BYTES', 4 << 20) # the real limit is 512 MB; the mechanism is the same
+    monkeypatch.setattr(archive, 'MAX_TAR_BYTES', 4 << 20) # the real limit is 512 MB; the mechanism is the same
     tgz = zeros_tgz(tmp_path/'bomb.tgz', 64, 1 << 20) # 64 MB of zeros in a 64 KB file
     assert tgz.stat().st_size < 200_000
     with pytest.raises(MnistDataError, match='refused, it unpacks to more than 4 MB; MNIST unpacks to 73 MB'): find_mnist(tgz)
     assert archives() == [] and sum(p.stat().st_size for p in cache_dir().rglob('*') if p.is_file()) == 0
 
 def test_too_many_members(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, 'MAX_MEMBERS', 50)
+    monkeypatch.setattr(archive, 'MAX_MEMBERS', 50)
     with pytest.raises(MnistDataError, match='refused, more than 50 members; MNIST has 70,023'):
         find_mnist(zeros_tgz(tmp_path/'many.tgz', 60, 1))
 
 def test_real_limits_leave_room_for_mnist():
-    assert sources.MAX_MEMBERS > 3*70_023 and sources.MAX_TAR_BYTES > 5*73_000_000 and MAX_MEMBER_BYTES > 1000*419
+    assert archive.MAX_MEMBERS > 3*70_023 and archive.MAX_TAR_BYTES > 5*73_000_000 and MAX_IMAGE_BYTES > 1000*419
 
 def test_bzip2_and_xz_archives_work(tiny, tmp_path):
     for mode in ('w:bz2', 'w:xz'):
@@ -123,7 +126,7 @@ def test_abandoned_building_folder_is_removed(tiny, tmp_path):
     (cache_dir()/'archives').mkdir(parents=True)
     dead, alive = cache_dir()/'archives'/'.building-mnist-scratch-dead0000', cache_dir()/'archives'/'.building-mnist-scratch-alive000'
     for p in (dead, alive): (p/'mnist_png').mkdir(parents=True); os.utime(p, (0, 0)) # as if killed long ago
-    fd = sources._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
+    fd = files._lock(os.open(alive, os.O_RDONLY)) # a run still working in it
     try: load(tgz)
     finally: os.close(fd)
     assert not dead.exists() and alive.exists()
@@ -170,7 +173,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning(tiny, damage, why):
     torch.save(damage(raw), fn)
     with pytest.warns(UserWarning, match=f'ignoring the decoded cache, .*{why}.*decoding the images again'): m = load(tiny)
     assert same(m, expected(tiny))
-    assert not sources._cache_problem(torch.load(fn, weights_only=True)) # and the rebuilt cache is whole again
+    assert not cache._cache_problem(torch.load(fn, weights_only=True)) # and the rebuilt cache is whole again
 
 def test_overwritten_cache_bytes_are_noticed(tiny):
     fn, _ = cached(tiny)
@@ -227,7 +230,7 @@ def test_full_disk(tiny, tmp_path, monkeypatch):
         def writable(self): return True
         def write(self, b): raise OSError(errno.ENOSPC, 'No space left on device')
         def close(self): self.f.close(); super().close()
-    monkeypatch.setattr(sources.os, 'fdopen', lambda fd, mode='r', *a, **k: Full(fd) if 'w' in mode else real(fd, mode, *a, **k))
+    monkeypatch.setattr(files.os, 'fdopen', lambda fd, mode='r', *a, **k: Full(fd) if 'w' in mode else real(fd, mode, *a, **k))
     with pytest.warns(UserWarning, match=r'cannot be used \(No space left on device\)') as w: m = load(tiny)
     assert len(w) == 1 and same(m, expected(tiny))
     assert not [p for p in cache_dir().rglob('*') if p.is_file()] # no empty or partial file left behind
@@ -267,7 +270,7 @@ def test_decompression_bomb_png(tmp_path):
     "A header that promises 60000x60000 pixels is refused from the header, before anything is allocated."
     fn = tmp_path/'bomb.png'
     ihdr = (60000).to_bytes(4, 'big')*2 + bytes([8, 0, 0, 0, 0])
-    fn.write_bytes(sources.PNG_SIGNATURE + png_chunk(b'IHDR', ihdr) + png_chunk(b'IDAT', zlib.compress(bytes(60001)*100)) + png_chunk(b'IEND', b''))
+    fn.write_bytes(images.PNG_SIGNATURE + png_chunk(b'IHDR', ihdr) + png_chunk(b'IDAT', zlib.compress(bytes(60001)*100)) + png_chunk(b'IEND', b''))
     with pytest.raises(MnistDataError, match='bomb.png: image is 60000x60000, expected 28x28'): read_digit(fn)
 
 @pytest.mark.parametrize('fmt, name', [('JPEG', 'JPEG'), ('BMP', 'BMP'), ('GIF', 'GIF'), ('TIFF', 'TIFF')])
@@ -283,7 +286,7 @@ def test_gray_png_with_transparency_is_refused(tmp_path):
 
 def test_huge_file_named_png(tmp_path):
     fn = tmp_path/'x.png'
-    fn.write_bytes(sources.PNG_SIGNATURE + bytes(MAX_MEMBER_BYTES + 10))
+    fn.write_bytes(images.PNG_SIGNATURE + bytes(MAX_IMAGE_BYTES + 10))
     with pytest.raises(MnistDataError, match='x.png: more than 1,048,576 bytes'): read_digit(fn)
 
 # --- the command line: arguments, hangs, messages, results ---
@@ -320,7 +323,7 @@ def test_results_are_replaced_whole_or_kept(tiny, tmp_path, monkeypatch, capsys)
     assert main(['reproduce', '--only', 'baseline-mse', '--data', str(tiny), '--out', str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     def full(fd, *a, **k): raise OSError(errno.ENOSPC, 'No space left on device')
-    monkeypatch.setattr(sources.os, 'fsync', full)
+    monkeypatch.setattr(files.os, 'fsync', full)
     assert main(['reproduce', '--only', 'baseline-mae', '--data', str(tiny), '--out', str(out)]) == 1
     assert f'mnist-scratch: error: {out}: No space left on device; earlier results there are unchanged' in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before # nothing emptied, no temporary file left
@@ -383,11 +386,10 @@ def test_cache_command_lists_and_clears_only_its_own(tiny, tmp_path, capsys):
 def test_a_fresh_extraction_is_not_checked_again(tiny, tmp_path, monkeypatch):
     "Files written moments ago by this very load are decoded without reading them all once more to check them."
     tgz = mnist_tgz(tmp_path/'mnist_png.tgz', tiny)
-    monkeypatch.setattr(sources, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
+    monkeypatch.setattr(archive, 'files_digest', lambda folder: pytest.fail('a fresh extraction was checked again'))
     assert load(tgz).n_train == 30
 
 def test_a_path_and_the_sample_exclude_each_other(tiny, no_download):
     "Asked for a path and the sample at once, the library refuses, naming the path, and downloads nothing."
-    from mnist_scratch.sources import find_mnist, MnistDataError
     with pytest.raises(MnistDataError, match=f'{tiny}: a path and the sample exclude each other'): find_mnist(tiny, sample=True)
     assert no_download == []

@@ -5,9 +5,10 @@ import io, json, os, re, stat, subprocess, sys, time, zipfile, zlib, pytest, tor
 from pathlib import Path
 from conftest import make_tiny_mnist
 from test_hostile import load, mnist_tgz, cached, expected, same
-from mnist_scratch import sources
-from mnist_scratch.sources import (MnistDataError, MANIFEST, cache_dir, cache_entries, find_mnist, load_tensor_file,
-                                   write_atomic)
+from mnist_scratch import cache, files
+from mnist_scratch.files import MnistDataError, load_tensor_file, write_atomic
+from mnist_scratch.cache import MANIFEST, cache_dir, cache_entries
+from mnist_scratch.sources import find_mnist
 from mnist_scratch.cli import main
 
 pytestmark = pytest.mark.timeout(60) # a regression that hangs fails instead
@@ -188,7 +189,7 @@ def test_unreadable_tensor_file(tmp_path, monkeypatch):
     def deny(f, *a, **k):
         if Path(f) == fn: raise PermissionError(13, 'Permission denied', str(f))
         return real_open(f, *a, **k)
-    monkeypatch.setattr(sources.os, 'open', deny) # root reads any file, so a chmod cannot show this
+    monkeypatch.setattr(files.os, 'open', deny) # root reads any file, so a chmod cannot show this
     with pytest.raises(MnistDataError, match=f'^{re.escape(str(fn))}: cannot be read \\(Permission denied\\): check its permissions$'):
         load_tensor_file(fn, 'a model file', 1 << 20)
 
@@ -201,11 +202,11 @@ def test_stride0_decoded_cache_is_refused_in_milliseconds(tiny):
     assert fn.stat().st_size < 10_000
     start = time.perf_counter()
     with pytest.warns(UserWarning, match=r'has strides \(0, 0, 0\): its elements overlap or leave gaps\); ignoring the decoded cache'):
-        assert sources.read_cache(fn) is None
+        assert cache.read_cache(fn) is None
     assert time.perf_counter() - start < 0.5
     with pytest.warns(UserWarning, match='ignoring the decoded cache'): m = load(tiny)
-    assert same(m, expected(tiny)) and sources.read_cache(fn) is not None # decoded again, and cached whole
-    assert sources.MAX_CACHE_BYTES > 3 * 54_883_045 # the full MNIST's cache, 55 MB, is read, and room to spare
+    assert same(m, expected(tiny)) and cache.read_cache(fn) is not None # decoded again, and cached whole
+    assert cache.MAX_CACHE_BYTES > 3 * 54_883_045 # the full MNIST's cache, 55 MB, is read, and room to spare
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
@@ -215,7 +216,7 @@ def test_hostile_tensor_files_take_little_memory(tmp_path):
     torch.save(dict(w=torch.zeros(1).expand(784, 5_000_000)), files[1])
     torch.save(dict(training=[torch.zeros(1, 1, 1, dtype=torch.uint8).expand(5_000_000, 28, 28)] * 10), files[2])
     torch.save(dict(w=torch.ones(784, 10)), tmp_path/'fine.pt')
-    code = ("import resource, sys; from mnist_scratch.sources import load_tensor_file, MnistDataError\n"
+    code = ("import resource, sys; from mnist_scratch.files import load_tensor_file, MnistDataError\n"
             "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
             "load_tensor_file(sys.argv[1], 'a model file', 60_000_000); before = peak()\n"
             "for fn in sys.argv[2:]:\n"
@@ -267,8 +268,8 @@ def test_a_users_mnist_sample_is_neither_used_nor_replaced(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_the_offline_sample_carries_the_mark():
     with pytest.warns(UserWarning, match='NOT comparable'): src = find_mnist(sample=True)
-    assert [e['kind'] for e in cache_entries()] == ['offline sample'] and sources._read_manifest(src.path)['kind'] == 'offline sample'
-    sources.clear_cache()
+    assert [e['kind'] for e in cache_entries()] == ['offline sample'] and cache._read_manifest(src.path)['kind'] == 'offline sample'
+    cache.clear_cache()
     assert not src.path.exists()
 
 # --- 5. temporaries: only the project's own leftovers are cleaned, beside the results too ---

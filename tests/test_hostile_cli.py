@@ -3,7 +3,7 @@ import io, json, os, pwd, signal, subprocess, sys, time, numpy as np, pytest, to
 from pathlib import Path
 from conftest import ENTRY, digit_image, write_png
 from mnist_scratch.cli import main
-from mnist_scratch.handwriting import TrainedModel, save_model
+from mnist_scratch.models import TrainedModel, save_model
 
 def strict_json(text):
     "Parse `text` as a strict parser would (JavaScript's JSON.parse, say): a bare NaN or Infinity is an error."
@@ -30,7 +30,7 @@ def test_diverged_run_is_reported_not_saved_and_exits_1(tiny, tmp_path, capsys):
     assert 'DIVERGED at epoch 1: do not trust these numbers' in std.out and 'results written to' in std.out
     res = strict_json((out/'results.json').read_text()) # NaN losses are written as null
     e = res['experiments']
-    assert res['schema'] == 3 and e['mlp']['diverged'] == 1 and e['mlp']['loss'] == [None]
+    assert res['schema'] == 4 and e['mlp']['diverged'] == 1 and e['mlp']['loss'] == [None]
     assert e['baseline-mse']['diverged'] is None and e['baseline-mse']['accuracy'] == 1.0 # the others are still written
     assert '(diverged at epoch 1)' in (out/'results.md').read_text()
     assert not (out/'models').exists() # predict is never offered NaN weights
@@ -75,7 +75,7 @@ def test_list_and_reproduce_print_on_an_ascii_stdout(tiny, tmp_path, monkeypatch
     assert main(['reproduce', '--only', 'baseline-mae', '--data', str(tiny), '--out', str(tmp_path/'out')]) == 0
     sys.stdout.flush()
     text = buf.getvalue().decode('ascii')
-    assert 'baseline-mae    pixel-mean baseline, MAE    02_baseline       \\u2014  \\u2014' in text # `—` as an escape
+    assert 'baseline-mae    pixel-mean baseline, MAE  02_baseline      \\u2014  \\u2014' in text # `—` as an escape
     assert 'results written to' in text
     assert sys.stdout.errors == 'strict' # the stream is given back as it was
 

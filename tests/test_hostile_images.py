@@ -2,9 +2,9 @@
 import os, zipfile, pytest, torch
 import numpy as np
 from PIL import Image
-from mnist_scratch.sources import MnistDataError
-from mnist_scratch.handwriting import (TrainedModel, load_model, load_models, open_image, to_mnist, as_grey,
-    NoDigitError, strokes_image, predict, prediction_lines, resnet18_model)
+from mnist_scratch.files import MnistDataError
+from mnist_scratch.models import TrainedModel, load_model, load_models, resnet18_model
+from mnist_scratch.handwriting import open_image, to_mnist, as_grey, NoDigitError, strokes_image, predict, prediction_lines
 
 SEVEN = [[(50, 50), (230, 50), (110, 250)]] # the bar, then the stem: not the same turned or mirrored
 

@@ -25,7 +25,7 @@ def jupyterlab(tmp_path_factory, **env):
     "JupyterLab on a free port, its root a temporary copy of the project's notebooks, `env` added; no token, no network."
     root, home = tmp_path_factory.mktemp('lab'), tmp_path_factory.mktemp('lab-home')
     shutil.copytree(ROOT/'nbs', root/'nbs', ignore=shutil.ignore_patterns('.ipynb_checkpoints'))
-    shutil.copytree(ROOT/'mnist_scratch', root/'mnist_scratch') # each notebook's last cell exports the library: here, not there
+    shutil.copytree(ROOT/'mnist_scratch', root/'mnist_scratch') # the layout of the checkout; no notebook writes the library
     shutil.copy(ROOT/'settings.ini', root)
     tracker = home/'settings'/'@jupyterlab'/'notebook-extension'/'tracker.jupyterlab-settings'
     tracker.parent.mkdir(parents=True)

@@ -3,7 +3,11 @@ from pathlib import Path
 from conftest import REAL_DATA, digit_image, write_png, make_tiny_mnist
 from PIL import Image
 from mnist_scratch import sources
-from mnist_scratch.sources import MnistDataError, find_mnist, load_mnist, read_digit, check_mnist_folder, extract_archive, cache_dir
+from mnist_scratch.files import MnistDataError
+from mnist_scratch.images import read_digit, check_mnist_folder
+from mnist_scratch.cache import cache_dir
+from mnist_scratch.archive import extract_archive
+from mnist_scratch.sources import find_mnist, load_mnist
 from mnist_scratch.data import image_path_to_tensor
 
 def make_tgz(fn, root, arcname='mnist_png'):

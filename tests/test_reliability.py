@@ -2,7 +2,8 @@
 import os, signal, subprocess, sys, tarfile, time, pytest
 from pathlib import Path
 from conftest import make_tiny_mnist
-from mnist_scratch.sources import find_mnist, load_mnist, cache_dir
+from mnist_scratch.cache import cache_dir
+from mnist_scratch.sources import find_mnist, load_mnist
 
 
 pytestmark = pytest.mark.slow # `make test-fast` leaves these out

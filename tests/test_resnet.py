@@ -4,7 +4,7 @@ from mnist_scratch.sources import load_mnist
 import copy
 import torch.nn as nn, torch.nn.functional as F
 from mnist_scratch.resnet import resnet18_learner, folder_dls, mnist_subset_files, fast_resnet18_learner
-from mnist_scratch.fast import tensor_dls, CenterConv, use_center_convs
+from mnist_scratch.fast import tensor_dls, CenterConv, use_center_convs, denormals_flushing
 from mnist_scratch.experiments import EXPERIMENTS, run_experiment
 from mnist_scratch.cli import main
 
@@ -98,8 +98,8 @@ def test_use_center_convs_swaps_only_what_it_may():
 def test_fast_learner_is_the_posts_network(tiny, no_network):
     "Same layers and parameter count as the post's learner (one input channel), same outputs and gradients."
     m = load_mnist(tiny, show_progress=False)
-    try: learn = fast_resnet18_learner(m, bs=8, device='cpu')
-    finally: torch.set_flush_denormal(False)
+    learn = fast_resnet18_learner(m, bs=8, device='cpu')
+    assert not denormals_flushing() # building it leaves the thread's setting alone (`global_rng` turns the fixture's check off)
     plain = resnet18_learner(tensor_dls(m, bs=8, device='cpu'), n_in=1)
     assert [p.shape for p in learn.model.parameters()] == [p.shape for p in plain.model.parameters()]
     assert sum(isinstance(c, CenterConv) for c in learn.model.modules()) == 13 # every stride-1 3x3 conv of the 4 stages
