@@ -9,7 +9,7 @@ __all__ = ['image_path_to_tensor', 'stack_xy']
 import numpy as np
 import torch
 from fastprogress.fastprogress import progress_bar
-from .sources import image_files, read_digit
+from .images import image_files, read_digit
 
 # %% ../nbs/01_loading.ipynb #f3f72cab
 def image_path_to_tensor(folder, show_progress=False):
