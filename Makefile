@@ -48,11 +48,8 @@ readme: setup
 	$(BIN)/python docs/chart.py
 	$(BIN)/jupyter nbconvert --to markdown --stdout --log-level=ERROR nbs/index.ipynb > README.md
 
-# The library from the notebooks. nbdev appends a cell exported to a notebook's second module (`#| export metrics`)
-# to that module's file, so each second module starts empty here; the notebook's own module is rewritten anyway.
-SECOND_MODULES = $(shell grep -ho '"\#| export [a-z_]*' nbs/*.ipynb | cut -d' ' -f3 | sort -u)
+# The library from the notebooks: every module is one notebook's own `default_exp`, so a bare nbdev_export is all it takes.
 export: $(STAMP)
-	for m in $(SECOND_MODULES); do echo '__all__ = []' > mnist_scratch/$$m.py; done
 	$(BIN)/nbdev_export
 
 # Before committing: library from the notebooks, clean notebooks, README from index.ipynb.

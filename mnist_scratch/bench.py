@@ -17,7 +17,7 @@ from .sources import find_mnist, load_mnist
 from .machine import machine, machine_line
 from .fast import Batches, by_columns, linear_ce_epoch, denormals_flushed
 from .training import seeded, init_params, accuracy, train_epoch, validate_epoch
-from .linear import flatten_xy, linear_model
+from .training import flatten_xy, linear_model
 from .losses import cross_entropy_loss
 
 # %% ../nbs/91_bench.ipynb #0fe9d337

@@ -14,9 +14,9 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from .data import stack_xy
-from .metrics import accuracy_report
+from .baseline import accuracy_report
 from .baseline import mean_digits, predict_baseline, mnist_distance_mae, mnist_distance_mse
-from .linear import flatten_xy, linear_model, mnist_loss, run_linear
+from .training import flatten_xy, linear_model, mnist_loss, run_linear
 from .losses import mnist_loss_softmax
 from .mlp import simple_neural_net, run_mlp
 from .resnet import train_resnet18, resnet18_report

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 from .files import MnistDataError, load_tensor_file, printable, warn, write_atomic
-from .linear import linear_model
+from .training import linear_model
 from .mlp import simple_neural_net
 from .fast import use_center_convs
 from .training import seeded

