@@ -27,9 +27,10 @@ reproduce: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# While developing: the unit tests only (no notebooks, no browser, no training), in under a minute.
+# While developing: the unit tests only (no notebooks, no browser, no training, no fastai), in about 10 seconds on 2 cores.
+# Without hypothesis's pytest plugin: only the slow test_fuzz.py uses hypothesis, and the plugin costs a second or two.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -p no:hypothesispytest $(PYTEST_ARGS)
 
 # Read and run the series as a reader does: JupyterLab in nbs/, on this .venv's kernel.
 lab: setup

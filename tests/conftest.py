@@ -1,21 +1,31 @@
-import os, numpy as np, pytest
+import ast, functools, importlib, io, itertools, os, random, re, shutil, subprocess, sys, types, warnings, numpy as np, pytest, torch
 from pathlib import Path
 from PIL import Image
+from mnist_scratch.fast import denormals_flushing
 
 # The environment as the user or CI set it (the real data, the cache), captured before any test changes it.
 ORIGINAL_ENV = dict(os.environ)
 REAL_DATA = ORIGINAL_ENV.get('MNIST_SCRATCH_DATA')
 ROOT = Path(__file__).parent.parent
 
+# The tests' tensors are tiny: one thread computes them as fast as two, and with two a second process using the cores (a
+# notebook, another test run) made PyTorch's threads wait on each other, up to a hundredfold (0.08 s became 32 s).
+torch.set_num_threads(1)
+
 # What the installed `mnist-scratch` script runs, found through its entry point (wherever pip put the script).
 ENTRY = ("import sys; from importlib.metadata import entry_points; "
          "(ep,) = entry_points(group='console_scripts', name='mnist-scratch'); sys.exit(ep.load()())")
 
 def run_cli(*args, timeout=300):
-    "Run the installed `mnist-scratch` command as a user would, through its entry point."
-    import subprocess, sys
+    "Run the installed `mnist-scratch` command as a user would, through its entry point, in a process of its own."
     return subprocess.run([sys.executable, '-c', ENTRY, *map(str, args)], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=timeout)
+
+def cli_code(*args):
+    "Run `mnist-scratch ARGS` in this process and return its exit code, as `sys.exit(main())` would give it (capsys has the output)."
+    from mnist_scratch.cli import main
+    try: return main([str(a) for a in args])
+    except SystemExit as e: return e.code # argparse: usage errors (2) and --help (0)
 
 def digit_image(d, i=0):
     "A 28x28 uint8 image for digit `d`: a bright bar at rows 2d..2d+2, with a little noise from `i`."
@@ -27,39 +37,101 @@ def write_png(fn, a, mode='L'):
     fn.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a, mode=mode).save(fn)
 
+@functools.cache
+def digit_png(d, i):
+    "The PNG file of `digit_image(d, i)`, encoded once per session: most tests write the same few images."
+    buf = io.BytesIO()
+    Image.fromarray(digit_image(d, i), mode='L').save(buf, format='PNG')
+    return buf.getvalue()
+
 def make_tiny_mnist(root, n_train=3, n_test=2):
     "An MNIST-shaped folder of synthetic digits that the pixel-mean baseline classifies perfectly."
     for split, n in (('training', n_train), ('testing', n_test)):
         for d in range(10):
-            for i in range(n): write_png(root/split/str(d)/f'{d*100+i}.png', digit_image(d, i))
+            (root/split/str(d)).mkdir(parents=True, exist_ok=True)
+            for i in range(n): (root/split/str(d)/f'{d*100+i}.png').write_bytes(digit_png(d, i%50))
     return root
 
+ISOLATED = itertools.count()
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    "Every test gets its own cache and fastai home, and no data set from the environment."
-    monkeypatch.setenv('MNIST_SCRATCH_CACHE', str(tmp_path/'cache'))
-    monkeypatch.setenv('FASTAI_HOME', str(tmp_path/'fastai'))
+def isolated(request, monkeypatch, tmp_path_factory):
+    """Every test gets its own cache and fastai home, and no data set from the environment: in its `tmp_path` when it has
+    one, else in a folder made only if the test writes there (making a `tmp_path` for each test took 4 ms, 1.5 s in all)."""
+    home = request.getfixturevalue('tmp_path') if 'tmp_path' in request.fixturenames else \
+        tmp_path_factory.getbasetemp()/'isolated'/str(next(ISOLATED))
+    monkeypatch.setenv('MNIST_SCRATCH_CACHE', str(home/'cache'))
+    monkeypatch.setenv('FASTAI_HOME', str(home/'fastai'))
     monkeypatch.delenv('MNIST_SCRATCH_DATA', raising=False)
 
+def listing(folder):
+    "Every entry under `folder`, links not followed: its path, type and permissions, size and time."
+    return sorted((str(Path(root, n).relative_to(folder)), *(lambda st: (st.st_mode, st.st_size, st.st_mtime_ns))(os.lstat(Path(root, n))))
+                  for root, dirs, files in os.walk(folder) for n in dirs + files)
+
+@pytest.fixture(scope='session')
+def shared_tiny(tmp_path_factory):
+    return make_tiny_mnist(tmp_path_factory.mktemp('shared')/'tiny')
+
 @pytest.fixture
-def tiny(tmp_path):
-    return make_tiny_mnist(tmp_path/'tiny')
+def tiny(request, shared_tiny):
+    """The tiny MNIST folder: one for all the tests that only read it (writing its 50 PNGs for each test took a quarter of
+    `make test-fast`), a fresh one for each test marked `writes_tiny`. A test that changes the shared one fails."""
+    if request.node.get_closest_marker('writes_tiny'):
+        yield make_tiny_mnist(request.getfixturevalue('tmp_path')/'tiny')
+        return
+    before = listing(shared_tiny)
+    yield shared_tiny
+    if listing(shared_tiny) != before:
+        shutil.rmtree(shared_tiny)
+        make_tiny_mnist(shared_tiny) # as it was, for the tests after this one
+        pytest.fail('the test changed the shared `tiny` folder: mark it @pytest.mark.writes_tiny', pytrace=False)
+
+def fake_untar_data(monkeypatch, untar_data):
+    "Make `untar_data` what the library's download calls, without importing fastai (4 s) when it is not imported yet."
+    if 'fastai.data.external' in sys.modules: monkeypatch.setattr(sys.modules['fastai.data.external'], 'untar_data', untar_data)
+    else: # `from fastai.data.external import untar_data, URLs` takes a module found in sys.modules as it is, parents unimported
+        fake = types.ModuleType('fastai.data.external')
+        fake.untar_data, fake.URLs = untar_data, types.SimpleNamespace(MNIST='https://s3.amazonaws.com/fast-ai-imageclas/mnist_png.tgz')
+        monkeypatch.setitem(sys.modules, 'fastai.data.external', fake)
 
 @pytest.fixture
 def no_download(monkeypatch):
     "Make fastai's download fail as it does offline, and count the attempts."
-    import fastai.data.external as fe
     calls = []
     def fail(*args, **kwargs):
         calls.append(args)
         raise OSError('network is unreachable')
-    monkeypatch.setattr(fe, 'untar_data', fail)
+    fake_untar_data(monkeypatch, fail)
     return calls
 
-# Imported once here, not inside the first test that needs it: fastai's import adds warning filters of its own.
-import random, warnings, torch
-import fastai.vision.all # noqa: F401
-from mnist_scratch.fast import denormals_flushing
+def slow_deselected(markexpr):
+    "Whether `-m markexpr` leaves out every test marked slow, whatever other marks it has."
+    if not markexpr or '(' in markexpr and '=' in markexpr: return False # none given, or marks with arguments: not worked out
+    try: from _pytest.mark.expression import Expression # how pytest reads -m itself (not public: if it moves, nothing is skipped)
+    except ImportError: return False
+    names = sorted(set(re.findall(r'[\w.:+\-\[\]/]+', markexpr)) - {'and', 'or', 'not', 'slow'})
+    if len(names) > 8: return False
+    expr = Expression.compile(markexpr)
+    return not any(expr.evaluate(lambda name, **kw: name == 'slow' or name in {n for i, n in enumerate(names) if bits >> i & 1})
+                   for bits in range(1 << len(names)))
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave unread a test file whose every test is slow (its `pytestmark` says so) in a run that leaves slow tests out:
+    `make test-fast` then does not import hypothesis for test_fuzz.py, nor anything else such files need."""
+    if collection_path.suffix == '.py' and collection_path.name.startswith('test_') and slow_deselected(config.getoption('markexpr')):
+        src = collection_path.read_text()
+        if any(isinstance(n, ast.Assign) and [getattr(t, 'id', None) for t in n.targets] == ['pytestmark']
+               and 'pytest.mark.slow' in ast.get_source_segment(src, n) for n in ast.parse(src).body): return True
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    "Import the modules a test names in `@pytest.mark.imports(...)` before its fixtures, so before the state below is captured."
+    for mark in item.iter_markers('imports'):
+        for name in mark.args:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore') # fastai's import warns about torch.jit.script and a pandas option: not ours to fix
+                importlib.import_module(name)
 
 def global_state():
     "What a library function must not leave changed: the global RNGs, warning filters and format, denormal flushing."
@@ -69,6 +141,9 @@ def global_state():
 def pytest_configure(config):
     config.addinivalue_line('markers', 'global_rng: the test draws its own data from the global RNGs; they are restored after it, not checked')
     config.addinivalue_line('markers', 'slow: more than about a second; `make test-fast` leaves these out')
+    config.addinivalue_line('markers', 'writes_tiny: the test changes the `tiny` folder, so it gets one of its own')
+    config.addinivalue_line('markers', 'imports(*modules): modules whose first import changes global state (fastai draws from '
+                            "Python's generator and adds warning filters): imported before the test, so that the check below stays exact")
 
 @pytest.fixture(autouse=True)
 def leaves_no_global_state(request):
@@ -79,8 +154,13 @@ def leaves_no_global_state(request):
             yield
             random.setstate(state[0]); np.random.set_state(state[1])
         return
-    before = global_state()
+    modules, before = set(sys.modules), global_state()
     yield
+    if 'fastai' in sys.modules and 'fastai' not in modules: # whatever else it changed, fastai's import always does
+        pytest.fail("the test imported fastai: mark it @pytest.mark.imports('fastai.vision.all'), so that the import is not taken "
+                    "for a change the test made", pytrace=False)
     after = global_state()
     changed = [k for k in before if not (torch.equal(before[k], after[k]) if k == 'torch_rng' else before[k] == after[k])]
-    assert not changed, f'the test left global state changed: {changed}'
+    new = sorted({m.split('.')[0] for m in set(sys.modules) - modules})
+    assert not changed, f'the test left global state changed: {changed}' + (
+        f' (it imported {", ".join(new)} for the first time: if an import made the change, name it in @pytest.mark.imports)' if new else '')

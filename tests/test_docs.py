@@ -1,7 +1,6 @@
 "The website builds offline from the committed notebooks, has a page for each, and every link and image in it resolves."
 import configparser, re, subprocess, sys, pytest
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import urlsplit, unquote
 from conftest import ROOT
 

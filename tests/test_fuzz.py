@@ -41,7 +41,7 @@ def test_arbitrary_small_images(tmp_path, a, cut):
         else: assert np.array_equal(got, a) # never wrong pixels without an error
 
 # --- archive members: whatever an archive holds, extraction writes only inside the cache, or refuses ---
-import io, os, tarfile, tempfile
+import tarfile, tempfile
 from pathlib import Path
 from conftest import make_tiny_mnist
 from mnist_scratch.sources import find_mnist

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.timeout(60) # a regression that hangs fails instead
 def snapshot(folder):
     "Every file, folder and link under `folder`: its type, and the bytes of a file or the target of a link (never followed)."
     out = {}
-    for root, dirs, files in os.walk(folder):
-        for p in (Path(root)/n for n in dirs + files):
+    for root, dirs, names in os.walk(folder):
+        for p in (Path(root)/n for n in dirs + names):
             kind = stat.S_IFMT(p.lstat().st_mode)
             out[p] = (kind, os.readlink(p) if p.is_symlink() else p.read_bytes() if stat.S_ISREG(kind) else None)
     return out

@@ -80,12 +80,6 @@ DONE = f"""() => {{ const w = {NOTEBOOK}; const code = w.content.widgets.filter(
 OUTPUTS = f"() => {NOTEBOOK}.content.widgets.filter(c => c.model.type === 'code').flatMap(c => c.model.outputs.toJSON())"
 IMAGES = "() => [...document.querySelectorAll('.jp-OutputArea-output img')].map(i => [i.complete, i.naturalWidth, i.getBoundingClientRect().width])"
 
-def test_the_notebooks_name_their_kernel():
-    "Opening a notebook starts Python 3 at once, with no 'Select Kernel' dialog: each one carries kernelspec and language_info."
-    for nb in sorted((ROOT/'nbs').glob('*.ipynb')):
-        meta = json.loads(nb.read_text())['metadata']
-        assert meta['kernelspec']['name'] == 'python3' and meta['language_info']['name'] == 'python', nb.name
-
 @pytest.mark.parametrize('nb', STORY)
 def test_run_all_in_jupyterlab(lab, browser, nb, record_property):
     page = browser.new_page(viewport={'width': 1400, 'height': 1000})
@@ -98,7 +92,7 @@ def test_run_all_in_jupyterlab(lab, browser, nb, record_property):
         assert spec == 'python3' and page.evaluate(
             "() => window.jupyterapp.serviceManager.kernelspecs.specs.kernelspecs.python3.display_name") == 'Python 3 (mnist-scratch)'
         start = time.perf_counter()
-        page.evaluate(f"window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_function(f"() => {NOTEBOOK}.content.widgets.some(c => c.model.type === 'code' && c.model.executionCount !== null)", timeout=120_000)
         page.wait_for_function(DONE, timeout=900_000, polling=1000)
         seconds = time.perf_counter() - start

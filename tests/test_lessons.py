@@ -1,5 +1,6 @@
 "The committed notebooks read as lessons: clean outputs, a questionnaire and further research, links that resolve."
 import json, re, pytest
+from pathlib import Path
 from conftest import ROOT
 
 NBS = sorted((ROOT/'nbs').glob('*.ipynb'))
@@ -14,12 +15,16 @@ def text(o):
     if o['output_type'] == 'error': return 'Traceback ' + o.get('ename', '')
     return ''.join(''.join(v) if isinstance(v, list) else str(v) for k, v in o.get('data', {}).items() if k.startswith('text/'))
 
+# where the machine that ran a notebook keeps things: its home, the checkout, the installed packages
+MACHINE = [str(ROOT.resolve()), str(Path.home()), '/root/', '/home/', 'site-packages']
+
 @pytest.mark.parametrize('nb', NBS, ids=lambda p: p.stem)
 def test_outputs_are_clean(nb):
+    "No stderr, no error, no warning or traceback, no empty HTML, and no path of the machine that ran the notebook."
     bad = []
     for c, o in outputs(nb):
         if o['output_type'] == 'stream' and o['name'] == 'stderr': bad.append(f"{c['id']}: stderr: {text(o)[:80]!r}")
-        for word in ('Warning', 'Traceback', 'ERROR'):
+        for word in ('Warning', 'Traceback', 'ERROR', *MACHINE):
             if word in text(o): bad.append(f"{c['id']}: {word}: {text(o)[:80]!r}")
         html = ''.join(o.get('data', {}).get('text/html', []))
         if 'text/html' in o.get('data', {}) and not re.sub(r'<style.*?</style>|<[^>]+>|\s', '', html, flags=re.S):
@@ -51,3 +56,9 @@ def test_relative_links_resolve(nb):
 
 def test_index_links_fastbook_chapter_4():
     assert 'fastbook/blob/master/04_mnist_basics.ipynb' in (ROOT/'nbs'/'index.ipynb').read_text()
+
+def test_the_notebooks_name_their_kernel():
+    "Opening a notebook starts Python 3 at once, with no 'Select Kernel' dialog: each one carries kernelspec and language_info."
+    for nb in NBS:
+        meta = json.loads(nb.read_text())['metadata']
+        assert meta['kernelspec']['name'] == 'python3' and meta['language_info']['name'] == 'python', nb.name

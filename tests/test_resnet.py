@@ -17,13 +17,16 @@ def no_network(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
 def test_pretrained_false_downloads_nothing(tiny, no_network):
     learn = resnet18_learner(folder_dls(tiny, bs=8))
     assert sum(p.numel() for p in learn.model.parameters()) > 11_000_000
     xb, yb = learn.dls.one_batch()
     assert xb.shape == (8, 3, 28, 28) and learn.model(xb).shape == (8, 10)
 
+@pytest.mark.slow # fastai's import (4 s)
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
 def test_folder_dls_is_from_folder(tiny):
     from fastai.vision.all import ImageDataLoaders
     ours, theirs = folder_dls(tiny), ImageDataLoaders.from_folder(tiny, train='training', valid='testing')
@@ -32,7 +35,9 @@ def test_folder_dls_is_from_folder(tiny):
     assert list(ours.vocab) == list(theirs.vocab) == [str(d) for d in range(10)]
     assert len(mnist_subset_files(tiny, 1)) == 20
 
+@pytest.mark.slow # fastai's import (4 s)
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
 def test_tensor_dls_serves_the_decoded_tensors(tiny):
     m = load_mnist(tiny, show_progress=False)
     dls = tensor_dls(m, bs=8, device='cpu')
@@ -43,6 +48,7 @@ def test_tensor_dls_serves_the_decoded_tensors(tiny):
     assert sorted(torch.cat([yb for _, yb in dls.valid]).tolist()) == sorted([d for d in range(10) for _ in range(2)])
 
 @pytest.mark.slow
+@pytest.mark.imports('fastai.vision.all')
 def test_run_resnet18_reports(tiny, no_network):
     m = load_mnist(tiny, show_progress=False)
     r = run_experiment(EXPERIMENTS['resnet18'], m, epochs=1, bs=8)
@@ -52,6 +58,7 @@ def test_run_resnet18_reports(tiny, no_network):
     assert r.parameters > 11_000_000
 
 @pytest.mark.slow
+@pytest.mark.imports('fastai.vision.all')
 def test_cli_resnet18(tiny, tmp_path, capsys):
     assert main(['reproduce', '--only', 'resnet18', '--epochs', '1', '--bs', '16', '--data', str(tiny), '--out', str(tmp_path)]) == 0
     res = json.loads((tmp_path/'results.json').read_text())
@@ -60,12 +67,13 @@ def test_cli_resnet18(tiny, tmp_path, capsys):
     assert 'resnet18 on the CPU takes a while' in capsys.readouterr().err
 
 @pytest.mark.slow
+@pytest.mark.imports('fastai.vision.all')
 def test_resnet18_same_seed_same_numbers(tiny):
     m = load_mnist(tiny, show_progress=False)
     a, b = [run_experiment(EXPERIMENTS['resnet18'], m, epochs=1, bs=8, seed=5) for _ in range(2)]
     assert a.history == b.history and a.loss == b.loss and a.confusion == b.confusion
 
-@pytest.mark.global_rng
+@pytest.mark.global_rng # the test's own data, and nn.Conv2d draws its weights from the global generator
 @pytest.mark.parametrize('size', [1, 2, 5])
 def test_center_conv_is_the_same_convolution(size):
     "On any image size, outputs and gradients (input and all nine weights) match PyTorch's own convolution."
@@ -84,7 +92,7 @@ def test_center_conv_is_the_same_convolution(size):
         outer = torch.ones(3, 3, dtype=torch.bool); outer[1, 1] = False
         assert (ours.weight.grad[..., outer] == 0).all()
 
-@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.global_rng # nn.Conv2d draws its weights from the global generator
 def test_use_center_convs_swaps_only_what_it_may():
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 1),
                           nn.Conv2d(8, 8, 3, padding=1, padding_mode='reflect'), nn.Conv2d(8, 8, 3, padding=2, dilation=2))
@@ -95,6 +103,7 @@ def test_use_center_convs_swaps_only_what_it_may():
 
 @pytest.mark.slow
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
 def test_fast_learner_is_the_posts_network(tiny, no_network):
     "Same layers and parameter count as the post's learner (one input channel), same outputs and gradients."
     m = load_mnist(tiny, show_progress=False)
@@ -113,6 +122,7 @@ def test_fast_learner_is_the_posts_network(tiny, no_network):
 
 @pytest.mark.slow
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
 def test_epoch_lines_names_every_column_without_a_bar(tiny, capsys):
     from mnist_scratch.resnet import epoch_lines
     learn = resnet18_learner(folder_dls(tiny, bs=8))
@@ -135,10 +145,12 @@ def test_the_first_run_in_a_process_is_like_any_other(tiny):
     first, second = json.loads(r.stdout.strip().splitlines()[-1])
     assert first == second, r.stdout + r.stderr
 
-@pytest.mark.global_rng
+@pytest.mark.slow # trains resnet18 twice
+@pytest.mark.global_rng # the post's pipeline draws from the global generators, as the post does
+@pytest.mark.imports('fastai.vision.all')
 def test_seed_runs_both_pipelines_saved_and_tabled(tiny, tmp_path):
     "seed_runs trains each pipeline from each seed, appends one JSON line per run; seed_table gives mean and spread."
-    from mnist_scratch.bench import seed_runs, seed_table
+    from mnist_scratch.bench import seed_runs
     save = tmp_path/'runs.jsonl'
     runs = seed_runs(load_mnist(tiny, show_progress=False), seeds=(1,), epochs=1, save=save)
     assert [(r['pipeline'], r['seed']) for r in runs] == [('post', 1), ('ours', 1)]
