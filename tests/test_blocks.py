@@ -114,6 +114,7 @@ def loaders(x, y, vx, vy, bs=64):
     return (DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(42)),
             DataLoader(TensorDataset(vx, vy), batch_size=100, generator=torch.Generator()))
 
+@pytest.mark.slow # fastai's import alone takes 2 to 3 s
 @pytest.mark.imports('fastai.vision.all') # fastai's import changes global state; the vision stack gives a learner `no_bar`
 def test_learner_is_fastai_learner():
     "Rung 4: on the same model, data and order, fastai's `Learner` with its plain SGD gives our numbers and weights."

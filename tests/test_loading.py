@@ -169,6 +169,7 @@ def test_sample_on_purpose_does_not_download(no_download):
 @pytest.fixture(scope='session')
 def real_cache(tmp_path_factory): return tmp_path_factory.mktemp('real-cache')
 
+@pytest.mark.slow # extracts and decodes 70,000 PNGs into a fresh cache: 25 s or more
 def test_real_data(real_cache, monkeypatch):
     "On the full MNIST (as CI provides it, through MNIST_SCRATCH_DATA) the counts are the published ones."
     if not REAL_DATA: pytest.skip('no real data given: set MNIST_SCRATCH_DATA to an MNIST folder or mnist_png.tgz (CI does)')
