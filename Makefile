@@ -4,22 +4,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup reproduce test test-fast bench readme export prepare docs lab
+.PHONY: setup constraints reproduce test test-fast bench readme export prepare docs lab clean-nbs
 
 setup: $(STAMP)
 
-# Re-install whenever the pins in settings.ini (read by setup.py) change.
-$(STAMP): settings.ini setup.py
+# Run a command, with a line every 30 s while it runs: pip shows its downloads, then unpacks for minutes without a word.
+heartbeat = echo '$(1)'; { $(1) & pid=$$!; n=0; while kill -0 $$pid 2>/dev/null; do sleep 1; n=$$((n+1)); \
+	[ $$((n % 30)) -ne 0 ] || ! kill -0 $$pid 2>/dev/null || echo "make setup: pip still at work ($$n s)"; done; wait $$pid; }
+
+# Re-install whenever the requirements (settings.ini, read by setup.py) or the exact versions (constraints.txt) change.
+# constraints.txt holds the versions tested together (`make constraints` writes it from a working .venv); the package's
+# own requirements are ranges. pip shows what it collects and installs (README: what it costs).
+$(STAMP): settings.ini setup.py pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# fastbook pins ipywidgets<8, whose widgets do not render in JupyterLab 4 / Notebook 7; notebook 07's canvas needs 8.
-	# fastbook itself only imports `ipywidgets.widgets`, which 8 has, so 8 replaces 7 here: pip prints that fastbook
-	# asked for <8 ("dependency conflicts"); that line is expected, and the install succeeds.
-	$(BIN)/python -m pip install --quiet "ipywidgets>=8.1,<9"
+	$(BIN)/python -m pip install --upgrade -c constraints.txt pip
+	@echo "make setup: 1/3 PyTorch (on Linux with the CUDA libraries of PyPI's wheel: the largest part)"
+	@$(call heartbeat,$(BIN)/python -m pip install -c constraints.txt torch torchvision)
+	@echo "make setup: 2/3 the project, fastai, Jupyter and the tools"
+	@$(call heartbeat,$(BIN)/python -m pip install -c constraints.txt -e ".[dev]")
+	@echo "make setup: 3/3 fastbook, and the notebooks' kernel"
+	# fastbook pins ipywidgets<8, whose widgets do not render in JupyterLab 4 / Notebook 7 (notebook 07's canvas needs 8).
+	# It only imports `ipywidgets.widgets`, which 8 has, so it comes without its dependencies: those it imports are in
+	# the dev requirements, and pip has no conflict to report.
+	$(BIN)/python -m pip install -c constraints.txt --no-deps fastbook
 	# the notebooks' kernel, python3, is this environment's own Python (make lab puts it before any other)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-scratch)" > /dev/null
 	touch $(STAMP)
+
+# After a deliberate upgrade in .venv: record its exact versions (all but the project itself) for the next `make setup`.
+constraints:
+	{ echo "# The exact versions \`make setup\` installs (pip -c): written by \`make constraints\` from a working .venv."; \
+	  $(BIN)/python -m pip freeze --all --exclude-editable | grep -iv '^mnist.scratch' | LC_ALL=C sort -f; } > constraints.txt
 
 reproduce: setup
 	$(BIN)/mnist-scratch reproduce $(ARGS)
@@ -53,7 +68,11 @@ readme: setup
 export: $(STAMP)
 	$(BIN)/nbdev_export
 
+# The clean notebooks to practise in, clean/: the story notebooks without prose and outputs (see docs/clean.py).
+clean-nbs: $(STAMP)
+	$(BIN)/python docs/clean.py
+
 # Before committing: library from the notebooks, clean notebooks, README from index.ipynb.
 prepare: export
 	$(BIN)/nbdev_clean
-	$(MAKE) readme
+	$(MAKE) clean-nbs readme

@@ -6,7 +6,7 @@ Nothing is executed: mkdocs-jupyter renders each notebook as it is committed. Th
 folder (the repository is only read), laid out as nbdev's `_modidx.py` expects its links: the notebooks under
 `nbs/`, and one reference page per notebook that exports code at the top, `sources.html#load_mnist` and so on.
 """
-import argparse, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile
+import argparse, html, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,10 +117,43 @@ def for_reading(c):
         if not c['source'].strip() and not c.get('outputs'): return None
     return c
 
+def plain(md):
+    "The first sentence of the last paragraph of a markdown text (the one right above a picture), without markup: an alt text."
+    paras = [p for p in re.split(r'\n\s*\n', md) if p.strip() and not re.match(r'\s*#', p)] or [md]
+    text = re.sub(r'^\s*(\d+\.|[-*>])\s+', '', paras[-1], flags=re.M) # list markers and quotes
+    text = re.sub(r'!?\[([^\]]*)\]\([^)]*\)', r'\1', text) # links and pictures: their text
+    text = ' '.join(re.sub(r'[`*#|]', '', text).split()) # names keep their underscores
+    m = re.match(r'(.{12,}?[.!?])(\s|$)', text)
+    return (m[1] if m else text)[:300].rstrip(':')
+
+def alt_text(c, before):
+    "What the pictures of the code cell `c` show, for readers who cannot see them: its first comment, else the prose before it."
+    comments = [l.strip().lstrip('#').strip() for l in ''.join(c['source']).splitlines() if re.match(r'\s*#(?!\|)', l)]
+    if comments and comments[0]: return comments[0][:1].upper() + comments[0][1:] # a comment is lower-case prose
+    return plain(before) or 'A chart drawn by the code above'
+
+IMAGES = ('image/png', 'image/jpeg')
+
+def with_alt(c, before):
+    "The code cell `c` with each picture it outputs as HTML carrying an alt text (nbconvert would write a placeholder)."
+    pics = [o for o in c.get('outputs', []) if set(o.get('data', {})) & set(IMAGES) and 'text/html' not in o['data']]
+    for i, o in enumerate(pics, 1):
+        kind = next(k for k in IMAGES if k in o['data'])
+        data = re.sub(r'\s', '', ''.join(o['data'][kind])) # base64, as one line
+        alt = alt_text(c, before) + (f' (picture {i} of {len(pics)})' if len(pics) > 1 else '')
+        o['data'] = {'text/html': f'<img src="data:{kind};base64,{data}" alt="{html.escape(alt)}" '
+                                  'style="max-width: 100%">'}
+    return c
+
 def stage_notebook(src, dest):
     "Copy the notebook `src` to `dest` for reading, its links to other notebooks pointing at their pages."
     nb = json.loads(src.read_text())
-    nb['cells'] = [c for c in map(for_reading, nb['cells']) if c is not None]
+    cells, before = [], ''
+    for c in nb['cells']:
+        if c['cell_type'] == 'code': c = with_alt(c, before)
+        else: before = ''.join(c['source'])
+        cells.append(c)
+    nb['cells'] = [c for c in map(for_reading, cells) if c is not None]
     dest.write_text(json.dumps(nb))
 
 def home_files():
@@ -142,6 +175,7 @@ def stage(dest):
     mods = modules()
     for page, ms in pages(mods).items(): (dest/f'{page}.md').write_text('\n'.join(module_page(m, nb) for m, nb in ms))
     (dest/'api.md').write_text(api_index(mods))
+    shutil.copy(ROOT/'docs'/'extra.css', dest/'extra.css')
     cfg = (ROOT/'docs'/'mkdocs.yml').read_text()
     nav = ['nav:', '  - Home: index.ipynb', '  - The story:']
     quoted = lambda nb: "'" + title(nb).replace("'", "''") + "'" # YAML's single quotes: `MNIST's` needs its ' doubled

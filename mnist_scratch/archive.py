@@ -10,7 +10,7 @@ __all__ = ['MAX_MEMBERS', 'MAX_TAR_BYTES', 'file_sha256', 'files_digest', 'extra
 import bz2, gzip, hashlib, json, lzma, os, tarfile, zlib
 from pathlib import Path
 
-from .files import MnistDataError, open_regular, printable, warn, build_folder, _remove
+from .files import MnistDataError, open_regular, printable, warn, build_folder, _remove, Progress
 from .images import SPLITS, MAX_IMAGE_BYTES, check_mnist_folder
 from .cache import cache_dir, cache_unusable, _cache_subfolder, MANIFEST, _read_manifest, _extracted_from
 
@@ -80,12 +80,15 @@ def _untar(fn, dest):
     try:
         with open_regular(fn, 'an archive') as f, \
              tarfile.open(fileobj=_Bounded(_tar_stream(f), MAX_TAR_BYTES, fn), mode='r|') as tar: # one pass, in order
+            shown = Progress(f"extracting {printable(Path(fn).name)}", os.fstat(f.fileno()).st_size, unit=' bytes')
             for i, m in enumerate(tar):
                 if i >= MAX_MEMBERS: raise MnistDataError(f"{fn}: refused, more than {MAX_MEMBERS:,} members; MNIST has 70,023")
                 parts = _member_parts(m, fn)
                 data = tar.extractfile(m).read() if m.isreg() else None
                 _write_member(dest.joinpath(*parts), data, fn, m.name)
                 if data is not None: files.append(('/'.join(parts), hashlib.sha256(data).hexdigest()))
+                if i % 256 == 0: shown.update(f.tell()) # how far into the compressed file: the share of the work done
+            shown.done()
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as e:
         raise MnistDataError(f"{fn}: not a complete .tgz archive ({type(e).__name__}: {e}). "
                              "Download it again, or pass the extracted folder instead") from None

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['POST_SCRIPT', 'timed', 'timed_together', 'post_load', 'bench_load', 'post_epoch', 'our_epoch', 'bench_epoch',
            'epoch_limits', 'bench_process', 'resnet_images_per_second', 'bench_resnet', 'post_resnet18', 'seed_runs',
-           'seed_table', 'bench', 'bench_table']
+           'seed_table', 'bench_small_cnn', 'bench', 'bench_table']
 
 # %% ../nbs/91_bench.ipynb #9de8dd6b
 import json, statistics, subprocess, sys, tempfile, time
@@ -170,7 +170,7 @@ def resnet_images_per_second(learn, epochs=1):
 
 def bench_resnet(mnist, n_per_digit=300, device=None):
     "Training images per second of resnet18: fastai's defaults against our fast path, on a subset."
-    from mnist_scratch.resnet import folder_dls, resnet18_learner, fast_resnet18_learner
+    from mnist_scratch.resnet_runs import folder_dls, resnet18_learner, fast_resnet18_learner
     post = resnet_images_per_second(resnet18_learner(folder_dls(mnist.path, n_per_digit)))
     with denormals_flushed(): ours = resnet_images_per_second(fast_resnet18_learner(mnist.head(n_per_digit), device=device))
     return dict(post=post, ours=ours)
@@ -178,7 +178,7 @@ def bench_resnet(mnist, n_per_digit=300, device=None):
 # %% ../nbs/91_bench.ipynb #e5af69cf
 def post_resnet18(path, seed, epochs=4, lr=0.1, n_per_digit=None):
     "The post's resnet18: fastai's `from_folder` pipeline, trained from scratch from seed `seed` with `fit_one_cycle`."
-    from mnist_scratch.resnet import folder_dls, resnet18_learner, epoch_lines
+    from mnist_scratch.resnet_runs import folder_dls, resnet18_learner, epoch_lines
     import fastai.vision.all # before seeding, as `train_resnet18` does: the import draws from Python's generator
     with seeded(seed):
         learn = resnet18_learner(folder_dls(path, n_per_digit))
@@ -187,7 +187,7 @@ def post_resnet18(path, seed, epochs=4, lr=0.1, n_per_digit=None):
 
 def seed_runs(mnist, seeds=(1, 2, 3), pipelines=('post', 'ours'), epochs=4, n_per_digit=None, save=None):
     "Train each of `pipelines` from each seed; the test accuracy and seconds of every run (each also appended to `save`)."
-    from mnist_scratch.resnet import train_resnet18, recorder_epochs
+    from mnist_scratch.resnet_runs import train_resnet18, recorder_epochs
     data = mnist.head(n_per_digit) if n_per_digit else mnist
     train = dict(post=lambda seed: post_resnet18(mnist.path, seed, epochs, n_per_digit=n_per_digit),
                  ours=lambda seed: train_resnet18(data, epochs, seed=seed, progress=False))
@@ -213,6 +213,16 @@ def seed_table(runs):
                      f"{statistics.mean(r['seconds'] for r in rs)/60:>9.1f}")
     return '\n'.join(lines)
 
+# %% ../nbs/91_bench.ipynb #0d1664b2
+def bench_small_cnn(mnist, n_per_digit=300, full=True):
+    "Images/s of notebook 06's `train_cnn` against the speed run's loop on a subset; then, when `full`, one speed run on all of `mnist`."
+    from mnist_scratch.blocks import train_cnn
+    from mnist_scratch.speedrun import speedrun
+    sub = mnist.head(n_per_digit, 1) # one test image per digit: the validation after the epoch costs next to nothing
+    story = sub.n_train/train_cnn(sub, epochs=1, show=False).history[0]['seconds']
+    ours = speedrun(sub, seed=0, epochs=1)['images_per_second']
+    return dict(post=story, ours=ours, run=speedrun(mnist, seed=0) if full else None)
+
 # %% ../nbs/91_bench.ipynb #d8fe4f92
 def bench(data=None, repeat=5, quick=False, resnet_per_digit=300, process_epochs=10):
     "Run every comparison on the same data and return the raw figures."
@@ -227,24 +237,30 @@ def bench(data=None, repeat=5, quick=False, resnet_per_digit=300, process_epochs
         res['epoch'] = bench_epoch(mnist, repeat)
         res['process'] = bench_process(src, process_epochs) if not quick else None
         res['resnet'] = bench_resnet(mnist, 20 if quick else resnet_per_digit)
+        res['small_cnn'] = bench_small_cnn(mnist, 20 if quick else resnet_per_digit, full=not quick)
         return res
 
 def bench_table(res):
     "The benchmark figures as a text table with the speed-up of ours over the post's."
+    num = lambda v: f'{v:.3f}' if v < 10_000 else f'{v:.0f}' # the small CNN's images/s keep a space between columns
     m = res['machine']
     rows = [(f"load the full data set, warm, from {res['data']['kind']} (s)", res['load'], False),
             ('one epoch, linear + cross-entropy, training and validation (s)', res['epoch'], False),
             (f"whole process: start, load, {res['process_epochs']} epochs (s)", res['process'], False),
-            ('resnet18 training (images/s, higher is better)', res['resnet'], True)]
+            ('resnet18 training (images/s, higher is better)', res['resnet'], True),
+            ("small CNN training, notebook 06's loop vs the speed run (images/s)", res.get('small_cnn'), True)]
     lines = [f"machine: {machine_line(m)}; "
              f"data: {res['data']['source']}, {res['data']['n_train']} training images; median of {res['repeat']}",
              f"{'':<66}{'post':>9}{'ours':>9}{'speed-up':>10}"]
     for name, r, higher in rows:
-        if r: lines.append(f"{name:<66}{r['post']:>9.3f}{r['ours']:>9.3f}{(r['ours']/r['post'] if higher else r['post']/r['ours']):>9.1f}x")
+        if r: lines.append(f"{name:<66}{num(r['post']):>9}{num(r['ours']):>9}{(r['ours']/r['post'] if higher else r['post']/r['ours']):>9.1f}x")
     e = res['epoch']
     lines.append(f"epoch: the post's loop with PyTorch's DataLoader instead of fastai's: {e['post_torch_dataloader']:.3f} s "
                  f"({e['post_torch_dataloader']/e['ours']:.1f}x ours); ours with autograd: {e['ours_autograd']:.3f} s; the matrix products alone: {e['matmul_floor']:.3f} s; "
                  f"accuracy after these epochs: post {e['acc_post']:.4f}, ours {e['acc_ours']:.4f}")
     lines.append(f"epoch limits: train_x is {e['bytes']/1e6:.0f} MB, {e['memory_limit']:.3f} s at {e['bandwidth']/1e9:.1f} GB/s; "
                  f"{e['flops']/1e9:.2f} GFLOP, {e['flops_limit']:.3f} s at {e['peak_flops']/1e9:.0f} GFLOP/s (a 2048x2048 product)")
+    run = (res.get('small_cnn') or {}).get('run')
+    if run: lines.append(f"small CNN speed run (appendix 94b, seed {run['seed']}, {run['epochs']} epochs, full data): {run['accuracy']:.2%} "
+                         f"after {run['seconds']:.1f} s of training (CPU {run['cpu_seconds']:.1f} s), {run['images_per_second']:.0f} images/s")
     return '\n'.join(lines)

@@ -206,7 +206,8 @@ def run_reproduce(parser, args):
     _check_writable(parser, out)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if 'resnet18' in (args.only or EXPERIMENTS) and device == 'cpu':
-        print(f"resnet18 on the CPU takes a while: about 75 seconds an epoch on 2 cores, {args.epochs or 4} epochs. "
+        n = args.epochs or EXPERIMENTS['resnet18'].defaults['epochs']
+        print(f"resnet18 on the CPU takes a while: about 75 seconds an epoch on 2 cores, {n} epoch{'s' * (n != 1)}. "
               "fastai shows progress and a time estimate; a GPU takes seconds an epoch.", file=sys.stderr)
     finished = []
     def done(k, r):
@@ -215,7 +216,7 @@ def run_reproduce(parser, args):
         kept = f'; {printable(earlier)} is still the model of an earlier run' if os.path.lexists(earlier) else ''
         print(f"{k}: DIVERGED at epoch {r['diverged']}; its model was not saved{kept}" if r['diverged'] else
               f"{k}: {r['accuracy']:.2%} in {r['seconds']:.1f} s", file=sys.stderr, flush=True)
-    try: res, written = reproduce(args.only, args.data, args.sample, args.full, out, show_progress=sys.stdout.isatty(),
+    try: res, written = reproduce(args.only, args.data, args.sample, args.full, out, show_progress=True if sys.stdout.isatty() else 'lines',
                                   refresh=args.refresh, on_result=done, **options)
     except KeyboardInterrupt:
         print(f"mnist-scratch: interrupted; {_kept(out, finished)}", file=sys.stderr)

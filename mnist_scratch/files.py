@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['TEMP_PREFIXES', 'MAX_PICKLE_BYTES', 'printable', 'shown', 'warn', 'MnistDataError', 'expanded', 'open_regular',
-           'remove_abandoned', 'write_atomic', 'build_folder', 'load_tensor_file', 'tensor_fits']
+           'remove_abandoned', 'write_atomic', 'build_folder', 'load_tensor_file', 'tensor_fits', 'progress_shown',
+           'say', 'Progress', 'progress']
 
 # %% ../nbs/93a_files.ipynb #d7cb4027
-import os, pickle, re, shutil, stat, tempfile, time, warnings, zipfile
+import contextlib, contextvars, os, pickle, re, shutil, stat, sys, tempfile, time, warnings, zipfile
 from pathlib import Path
 
 import torch
@@ -219,3 +220,54 @@ def tensor_fits(t, shape, dtype):
     "Whether `t` is a tensor of `dtype` and of `shape` (`None` in `shape`: any size along that dimension)."
     return (isinstance(t, torch.Tensor) and t.dtype == dtype and t.ndim == len(shape)
             and all(s is None or s == n for s, n in zip(shape, t.shape)))
+
+# %% ../nbs/93a_files.ipynb #c1858bc7
+_SHOW = contextvars.ContextVar('mnist_scratch_progress', default=False)
+
+@contextlib.contextmanager
+def progress_shown(how):
+    "Inside the block, `Progress` shows as bars (`how` True), as lines on stderr (`'lines'`) or not at all (False)."
+    token = _SHOW.set(how)
+    try: yield
+    finally: _SHOW.reset(token)
+
+def say(line):
+    "Write `line` on stderr at once, if progress is shown as lines, in a log (a notebook and a library call stay quiet)."
+    if _SHOW.get() == 'lines': print(line, file=sys.stderr, flush=True)
+
+class Progress:
+    "How far a long step (`what`, `total` units) is: a bar, or a line on stderr every `every` seconds or quarter."
+    def __init__(self, what, total, how=None, every=10., unit=''):
+        self.what, self.total, self.every, self.unit = what, max(total, 1), every, unit
+        self.how = _SHOW.get() if how is None else how
+        self.start = self.last = time.monotonic()
+        self.quarter, self.bar = 0, None
+        if self.how == 'lines': self._line(f"{what}: started ({total:,}{unit})")
+        elif self.how:
+            from fastprogress.fastprogress import progress_bar
+            self.bar = progress_bar(range(self.total), leave=False)
+            self.bar.update(0)
+
+    def _line(self, s): print(s, file=sys.stderr, flush=True)
+
+    def update(self, done):
+        "`done` units of `total` are done."
+        if self.bar is not None: return self.bar.update(min(done, self.total))
+        if self.how != 'lines': return
+        now, q = time.monotonic(), 4 * done // self.total
+        if q > self.quarter and done < self.total or now - self.last >= self.every:
+            self.quarter, self.last = q, now
+            self._line(f"{self.what}: {done/self.total:.0%} ({done:,} of {self.total:,}{self.unit}, {now - self.start:.0f} s)")
+
+    def done(self):
+        "The step is over: close the bar, or say how long it took."
+        if self.bar is not None: self.bar.on_iter_end()
+        elif self.how == 'lines': self._line(f"{self.what}: done in {time.monotonic() - self.start:.1f} s")
+
+def progress(items, what, how=None, every=10., unit=''):
+    "Yield each of `items` (a sized collection), showing how far the loop is with a `Progress`."
+    p = Progress(what, len(items), how, every, unit)
+    for i, x in enumerate(items, 1):
+        yield x
+        p.update(i)
+    p.done()

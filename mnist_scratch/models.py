@@ -11,6 +11,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
+from torch import nn
 from .files import MnistDataError, load_tensor_file, printable, warn, write_atomic
 from .training import linear_model
 from .mlp import simple_neural_net
@@ -20,11 +21,37 @@ from .training import seeded
 # %% ../nbs/90a_models.ipynb #92e56331
 ARCHITECTURES = dict(linear_model=linear_model, simple_neural_net=simple_neural_net) # the story's own functions
 
-def resnet18_model():
-    "An untrained resnet18 as notebook 06's fast path trains it: one grey channel in, ten scores out."
-    from fastai.vision.all import create_vision_model, resnet18
-    with seeded(0): # its random start leaves the global generators as they were: loading weights replaces it anyway
-        return use_center_convs(create_vision_model(resnet18, n_out=10, pretrained=False, n_in=1))
+class _Block(nn.Module):
+    "torchvision's `BasicBlock`, with its attribute names: two 3x3 convolutions and a shortcut, 1x1 where the shape changes."
+    def __init__(self, ni, nf, stride=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(ni, nf, 3, stride, 1, bias=False), nn.BatchNorm2d(nf)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2, self.bn2 = nn.Conv2d(nf, nf, 3, 1, 1, bias=False), nn.BatchNorm2d(nf)
+        self.downsample = (nn.Sequential(nn.Conv2d(ni, nf, 1, stride, bias=False), nn.BatchNorm2d(nf))
+                           if stride != 1 or ni != nf else None)
+    def forward(self, x):
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+class _ConcatPool(nn.Module):
+    "fastai's `AdaptiveConcatPool2d` and `Flatten`: each channel's maximum, then its mean, as one vector per image."
+    def forward(self, x): return torch.cat([x.amax((2, 3)), x.mean((2, 3))], 1)
+
+def _resnet18():
+    "fastai's `create_vision_model(resnet18, n_out=10, n_in=1)` in plain PyTorch: the same layers, the same state_dict keys."
+    layers = lambda ni, nf, stride: nn.Sequential(_Block(ni, nf, stride), _Block(nf, nf))
+    body = nn.Sequential(nn.Conv2d(1, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                         nn.MaxPool2d(3, 2, 1), layers(64, 64, 1), layers(64, 128, 2), layers(128, 256, 2), layers(256, 512, 2))
+    head = nn.Sequential(_ConcatPool(), nn.Identity(), nn.BatchNorm1d(1024), nn.Dropout(0.25), nn.Linear(1024, 512, bias=False),
+                         nn.ReLU(inplace=True), nn.BatchNorm1d(512), nn.Dropout(0.5), nn.Linear(512, 10, bias=False))
+    return use_center_convs(nn.Sequential(body, head))
+
+def resnet18_model(init=True):
+    "An untrained resnet18 as notebook 06's fast path trains it (one grey channel in, ten scores out), without fastai."
+    if not init: # shapes only, no memory and no random numbers: for loading saved weights with `assign=True`
+        with torch.device('meta'): return _resnet18()
+    with seeded(0): return _resnet18() # PyTorch's default random start; the global generators are left as they were
 
 @dataclass
 class TrainedModel:
@@ -76,6 +103,10 @@ def _wanted(kind, got, net):
     shapes = [(784, 10), (10,)] if kind == 'linear_model' else [(784, h), (h,), (h, 10), (10,)]
     return {k: (s, torch.float32) for k, s in zip(PARAM_NAMES[kind], shapes)}
 
+def _finite(t):
+    "Whether every number of the tensor `t` is finite: its least and greatest are (NaN spreads to both), in one pass."
+    return t.numel() == 0 or not t.is_floating_point() or bool(torch.stack(t.aminmax()).isfinite().all())
+
 def _checked_params(kind, params, fn):
     "`params` if they have the names, shapes and types of a `kind`'s, looked at before any computation, and are finite."
     def refuse(why): raise MnistDataError(f"{fn}: the parameters do not fit a {kind}: {why}; {REMAKE}")
@@ -83,17 +114,17 @@ def _checked_params(kind, params, fn):
     if kind != 'resnet18' and len(params) != len(PARAM_NAMES[kind]): refuse(f"{len(params)} tensors, not {len(PARAM_NAMES[kind])}")
     got = params if kind == 'resnet18' else dict(zip(PARAM_NAMES[kind], params))
     if not all(isinstance(p, torch.Tensor) for p in got.values()): refuse("not tensors only")
-    net = resnet18_model() if kind == 'resnet18' else None
+    net = resnet18_model(init=False) if kind == 'resnet18' else None
     want = _wanted(kind, got, net)
     few = lambda ks: ', '.join(map(str, sorted(ks, key=str)[:3])) + (f' and {len(ks) - 3} more' if len(ks) > 3 else '') or 'none'
     if set(got) != set(want): refuse(f"missing {few(set(want) - set(got))}; unknown {few(set(got) - set(want))}")
     for k, (shape, dtype) in want.items():
         if (tuple(got[k].shape), got[k].dtype) != (shape, dtype):
             refuse(f"{k} has shape {list(got[k].shape)} ({str(got[k].dtype)[6:]}), not {list(shape)} ({str(dtype)[6:]})")
-    if not all(p.isfinite().all() for p in got.values()):
+    if not all(_finite(p) for p in got.values()):
         raise DivergedModelError(f"{fn}: its parameters are not finite numbers (the run diverged): {RETRAIN}")
     if net is None: return list(params)
-    net.load_state_dict(params) # every name and shape checked above
+    net.load_state_dict(params, assign=True) # every name and shape checked above; the file's tensors become the net's
     return net
 
 def _checked_info(info, fn):

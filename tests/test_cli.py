@@ -37,7 +37,7 @@ def test_results_survive_an_interrupted_run(tiny, tmp_path, monkeypatch):
     assert main(['reproduce', '--only', 'baseline-mae,baseline-mse,linear-ce', '--data', str(tiny), '--out', str(out)]) == 130
     res = json.loads((out/'results.json').read_text())
     assert list(res['experiments']) == ['baseline-mae', 'baseline-mse']
-    assert res['schema'] == 4 and res['version'] and res['machine']['torch'] and res['started'] and 'commit' in res
+    assert res['schema'] == 5 and res['version'] and res['machine']['torch'] and res['started'] and 'commit' in res
     assert res['experiments']['baseline-mse']['device'] == 'cpu'
     assert sorted(p.name for p in out.iterdir()) == ['results.json', 'results.md']
 

@@ -7,8 +7,9 @@ from conftest import cli_code
 from mnist_scratch.files import MnistDataError
 from mnist_scratch.training import run_linear, linear_model
 from mnist_scratch.models import TrainedModel, save_model, load_model, load_models, resnet18_model
-from mnist_scratch.handwriting import (to_mnist, mnist_stages, NoDigitError, crop_to_ink, open_image, strokes_image, predict,
-    sklearn_digits, centre_by_mass, DigitPad)
+from mnist_scratch.pictures import NoDigitError, open_image
+from mnist_scratch.handwriting import to_mnist, mnist_stages, crop_to_ink, predict, sklearn_digits, centre_by_mass
+from mnist_scratch.canvas import strokes_image, DigitPad
 
 @pytest.fixture(scope='module')
 def digits():
@@ -88,7 +89,7 @@ def test_loading_never_runs_code_from_the_file(tmp_path, monkeypatch):
     refused(fn, 'not a model file', 'objects other than tensors')
     assert not (tmp_path/'boom').exists()
 
-# --- making any image look like MNIST ---
+# --- making any image look like MNIST (reading pictures: appendix 95) ---
 
 def agreement(model, a, b): return (model.scores(a).argmax(1) == model.scores(b).argmax(1)).float().mean().item()
 
@@ -142,8 +143,8 @@ def test_bad_image_files_name_the_file(tmp_path):
         assert str(e.value).startswith(str(fn)) and words in str(e.value)
 
 def test_a_huge_image_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
-    import mnist_scratch.handwriting as h
-    monkeypatch.setattr(h, 'MAX_PIXELS', 1000)
+    import mnist_scratch.pictures as p
+    monkeypatch.setattr(p, 'MAX_PIXELS', 1000)
     Image.new('L', (100, 100)).save(tmp_path/'big.png')
     with pytest.raises(MnistDataError, match='big.png: 100x100 pixels, more than 1,000'): open_image(tmp_path/'big.png')
 
@@ -191,3 +192,4 @@ def test_reproduce_imports_no_widget_module():
     from test_structure import project_imports
     assert 'handwriting' not in project_imports('experiments') | project_imports('report') | project_imports('models')
     assert 'handwriting' in project_imports('cli') # `predict` does, when it runs: the check sees imports inside functions
+    assert 'canvas' not in project_imports('handwriting') | project_imports('cli') # the widget (ipycanvas) only for the notebook

@@ -1,5 +1,5 @@
 "Hostile and unlucky uses of the command line (issue 24): diverged runs, strict JSON, odd terminals, pipes, Ctrl-C, `~`, FIFOs."
-import io, json, os, pwd, signal, subprocess, sys, time, numpy as np, pytest, torch
+import io, json, os, pwd, signal, subprocess, sys, time, warnings, numpy as np, pytest, torch
 from pathlib import Path
 from conftest import ENTRY, digit_image, write_png
 from mnist_scratch.cli import main
@@ -30,7 +30,7 @@ def test_diverged_run_is_reported_not_saved_and_exits_1(tiny, tmp_path, capsys):
     assert 'DIVERGED at epoch 1: do not trust these numbers' in std.out and 'results written to' in std.out
     res = strict_json((out/'results.json').read_text()) # NaN losses are written as null
     e = res['experiments']
-    assert res['schema'] == 4 and e['mlp']['diverged'] == 1 and e['mlp']['loss'] == [None]
+    assert res['schema'] == 5 and e['mlp']['diverged'] == 1 and e['mlp']['loss'] == [None]
     assert e['baseline-mse']['diverged'] is None and e['baseline-mse']['accuracy'] == 1.0 # the others are still written
     assert '(diverged at epoch 1)' in (out/'results.md').read_text()
     assert not (out/'models').exists() # predict is never offered NaN weights
@@ -152,7 +152,11 @@ def test_ctrl_c_says_what_results_json_holds(tiny, tmp_path, monkeypatch, capsys
         out.mkdir()
         (out/'results.json').write_text('{"earlier": true}')
     interrupt_second_experiment(monkeypatch, stop_at)
-    assert main(['reproduce', '--only', 'baseline-mae,baseline-mse', '--data', str(tiny), '--out', str(out)]) == 130
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        assert main(['reproduce', '--only', 'baseline-mae,baseline-mse', '--data', str(tiny), '--out', str(out)]) == 130
+    # results of another schema are never merged: the run says it replaces them (it was interrupted, so it did not)
+    assert any(str(w.message).endswith("this run's results replace it") for w in caught) == bool(earlier)
     assert capsys.readouterr().err.splitlines()[-1] == 'mnist-scratch: interrupted; ' + says.format(out=out)
     if earlier: assert (out/'results.json').read_text() == '{"earlier": true}'
     else: assert (out/'results.json').exists() == (stop_at == 'baseline-mse')
@@ -239,7 +243,8 @@ def test_results_that_are_fifos_or_links_are_replaced_not_read(tiny, tmp_path):
     os.mkfifo(out/'models'/'linear-ce.pt')
     elsewhere.write_text('not yours')
     (out/'results.md').symlink_to(elsewhere)
-    assert main(['reproduce', '--only', 'baseline-mae,linear-ce', '--epochs', '1', '--data', str(tiny), '--out', str(out)]) == 0
+    with pytest.warns(UserWarning, match=r"results.json: not a regular file, so not read; this run's results replace it"):
+        assert main(['reproduce', '--only', 'baseline-mae,linear-ce', '--epochs', '1', '--data', str(tiny), '--out', str(out)]) == 0
     assert strict_json((out/'results.json').read_text())['experiments']['linear-ce']['diverged'] is None
     assert (out/'models'/'linear-ce.pt').is_file() and not (out/'results.md').is_symlink()
     assert elsewhere.read_text() == 'not yours' # the link was replaced, not written through

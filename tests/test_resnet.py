@@ -1,9 +1,10 @@
-"resnet18 (notebook 06): no downloads, the fast tensor path, and the report."
+"resnet18 (notebook 06 and appendix 94c): no downloads, the fast tensor path, the report, and progress in a log."
 import json, socket, pytest, torch
 from mnist_scratch.sources import load_mnist
 import copy
 import torch.nn as nn, torch.nn.functional as F
-from mnist_scratch.resnet import resnet18_learner, folder_dls, mnist_subset_files, fast_resnet18_learner
+from mnist_scratch.resnet import resnet18_learner
+from mnist_scratch.resnet_runs import folder_dls, mnist_subset_files, fast_resnet18_learner, ProgressLog
 from mnist_scratch.fast import tensor_dls, CenterConv, use_center_convs, denormals_flushing
 from mnist_scratch.experiments import EXPERIMENTS, run_experiment
 from mnist_scratch.cli import main
@@ -124,7 +125,7 @@ def test_fast_learner_is_the_posts_network(tiny, no_network):
 @pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
 @pytest.mark.imports('fastai.vision.all')
 def test_epoch_lines_names_every_column_without_a_bar(tiny, capsys):
-    from mnist_scratch.resnet import epoch_lines
+    from mnist_scratch.resnet_runs import epoch_lines
     learn = resnet18_learner(folder_dls(tiny, bs=8))
     with epoch_lines(learn) as l: l.fit(1, 1e-3)
     lines = capsys.readouterr().out.strip().splitlines()
@@ -139,7 +140,7 @@ def test_the_first_run_in_a_process_is_like_any_other(tiny):
     "Importing fastai draws from Python's generator; `train_resnet18` imports it before seeding, so a fresh process agrees."
     import subprocess, sys
     code = ("import sys, warnings; warnings.simplefilter('ignore'); from mnist_scratch.sources import load_mnist; "
-            "from mnist_scratch.resnet import train_resnet18; m = load_mnist(sys.argv[1], show_progress=False); "
+            "from mnist_scratch.resnet_runs import train_resnet18; m = load_mnist(sys.argv[1], show_progress=False); "
             "print([round(sum(p.sum().item() for p in train_resnet18(m, epochs=1, bs=8, progress=False).model.parameters()), 3) for _ in range(2)])")
     r = subprocess.run([sys.executable, '-c', code, str(tiny)], capture_output=True, text=True, timeout=300)
     first, second = json.loads(r.stdout.strip().splitlines()[-1])
@@ -164,3 +165,82 @@ def test_seed_table_mean_and_spread():
     post, ours = seed_table(runs).splitlines()[1:]
     assert post.split() == ['post', '1', '2', '3', '99.00%', '99.20%', '99.40%', '99.20%', '99.00%-99.40%', '1.0']
     assert ours.split() == ['ours', '1', '99.50%', '99.50%', '99.50%-99.50%', '0.5']
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize('every', [0.5, 30, 100])
+def test_progress_log_a_line_at_least_every_interval(every):
+    "With batches of random length, each shorter than the interval: a line as soon as `every` seconds have passed, never sooner."
+    import random
+    rng, t, n = random.Random(every), [0.], 3000
+    log = ProgressLog(every, clock=lambda: t[0])
+    stamps = [0.] # the start counts as a line: the first must come within `every` of it
+    for i in range(1, n + 1):
+        step = every*rng.choice([0.001, 0.05, 0.3, 0.99])*rng.random()
+        t[0] += step
+        due = t[0] - stamps[-1] >= every
+        line = log('epoch 0 training', i, n)
+        assert (line is not None) == due, (i, t[0], stamps[-1])
+        if line: stamps.append(t[0])
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(gaps) > 10 and min(gaps) >= every and max(gaps) < 2*every
+
+def test_progress_log_estimates_the_time_left():
+    "Batches of 3 s each: the estimate is the true time left in the phase, counted from the phase's start."
+    t = [100.]
+    log = ProgressLog(10, clock=lambda: t[0])
+    log.begin() # a phase that starts at t=100
+    lines = []
+    for i in range(1, 21):
+        t[0] += 3
+        lines.append(log('epoch 1 validation', i, 20))
+    got = [l for l in lines if l]
+    assert got[0] == 'epoch 1 validation: batch 4 of 20, 12 s, about 48 s left' # 16 batches of 3 s to go
+    assert got[-1] == 'epoch 1 validation: batch 20 of 20, 60 s, about 0 s left' and len(got) == 5
+    log.printed(); t[0] += 9 # an epoch's line resets the wait
+    assert log('x', 1, 2) is None
+
+class StampedOut:
+    "A stdout that records the fake clock's time of every line written to it."
+    def __init__(self, clock): self.clock, self.lines = clock, []
+    def write(self, s):
+        self.lines += [(self.clock.now, l) for l in s.splitlines() if l]
+    def flush(self): pass
+
+class FakeClock:
+    "Ten seconds pass at every reading."
+    def __init__(self): self.now = -10
+    def __call__(self): self.now += 10; return self.now
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.global_rng # fastai draws the network's weights and its loaders' seeds from the global generators
+@pytest.mark.imports('fastai.vision.all')
+def test_epoch_lines_in_a_log_never_silent_longer_than_the_interval(tiny):
+    "Training and validation both print progress lines; by the fake clock no stretch without a line exceeds `every` by more than a batch and a phase's start."
+    import contextlib
+    from mnist_scratch.resnet_runs import epoch_lines
+    learn = resnet18_learner(folder_dls(tiny, bs=4)) # 30 training images: 7 batches; 20 test images: 5
+    clock = FakeClock(); out = StampedOut(clock)
+    with contextlib.redirect_stdout(out), epoch_lines(learn, every=25, clock=clock): learn.fit(2, 1e-3)
+    text = [l for _, l in out.lines]
+    assert sum(l.startswith('epoch ') and 'train_loss' in l for l in text) == 2 # one named line per epoch
+    assert any(' training: batch ' in l for l in text) and any(' validation: batch ' in l for l in text)
+    stamps = [0] + [s for s, _ in out.lines] + [clock.now]
+    assert max(b - a for a, b in zip(stamps, stamps[1:])) <= 25 + 2*10, out.lines # each reading of the fake clock is 10 s
+    assert not any('\r' in l for l in text)
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.global_rng # the post's pipeline draws from the global generators, as the post does
+@pytest.mark.imports('fastai.vision.all')
+def test_both_pipelines_log_progress_when_stdout_is_not_a_terminal(tiny, capsys, monkeypatch):
+    "As `mnist-scratch reproduce` (the fast path) and the post's pipeline train in a log: no bar, a line per batch here."
+    import mnist_scratch.resnet_runs as rr
+    monkeypatch.setattr(rr, 'PROGRESS_EVERY', 0) # a line after every batch: no waiting for real seconds
+    rr.train_resnet18(load_mnist(tiny, show_progress=False), epochs=1, bs=8) # progress on, as `reproduce` calls it
+    fast = capsys.readouterr().out.splitlines()
+    rr.post_pipeline(tiny, epochs=1, bs=8)
+    post = capsys.readouterr().out.splitlines()
+    for lines, n_train, n_valid in ((fast, 3, 3), (post, 3, 3)): # 30 training images in batches of 8, the last dropped; 20 test images
+        assert [l.split(':')[0] for l in lines if ': batch ' in l] == ['epoch 0 training']*n_train + ['epoch 0 validation']*n_valid, lines
+        assert lines[-1].startswith('epoch 0, train_loss ')

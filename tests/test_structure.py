@@ -6,8 +6,8 @@ LIB = ROOT/'mnist_scratch'
 # data -> metrics -> training -> models and losses -> experiments -> report (and bench beside it) -> command line.
 # The appendix modules of the data's way in (files, images, cache, archive, sources), of the machine record and of the
 # fast training paths sit low: the story uses them. Model files (models) sit below the experiments that save them.
-ORDER = ['files', 'images', 'cache', 'archive', 'sources', 'machine', 'data', 'fast', 'baseline', 'training',
-         'losses', 'mlp', 'blocks', 'resnet', 'models', 'handwriting', 'experiments', 'report', 'bench', 'cli',
+ORDER = ['files', 'images', 'pictures', 'cache', 'archive', 'sources', 'machine', 'data', 'fast', 'baseline', 'training',
+         'losses', 'mlp', 'blocks', 'speedrun', 'resnet', 'resnet_runs', 'models', 'handwriting', 'canvas', 'exercises', 'experiments', 'report', 'bench', 'cli',
          '__main__']
 BESIDE = {('report', 'bench'), ('bench', 'report')} # neither may import the other
 
