@@ -25,6 +25,10 @@ def notebooks():
     nbs = sorted(NBS.glob('[0-9][0-9]*_*.ipynb'))
     return [nb for nb in nbs if int(nb.name[:2]) < 90], [nb for nb in nbs if int(nb.name[:2]) >= 90]
 
+def answers():
+    "The answers pages, one per story notebook: the solutions of its exercises and answers to its questionnaire."
+    return sorted((NBS/'answers').glob('[0-9][0-9]*_*.ipynb'))
+
 def page_name(nb):
     "The page of a module's reference, named after its notebook as nbdev names it: `04_softmax.ipynb` is `softmax`."
     return re.sub(r'^\d+[a-zA-Z0-9]*_', '', Path(nb).stem) # nbdev's own rule: `93a_files.ipynb` is `files`
@@ -171,6 +175,8 @@ def stage(dest):
         (dest/f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT/f, dest/f)
     for nb in story + appendices: stage_notebook(nb, dest/'nbs'/nb.name)
+    (dest/'nbs'/'answers').mkdir()
+    for nb in answers(): stage_notebook(nb, dest/'nbs'/'answers'/nb.name)
     if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', dest/'nbs'/'images', dirs_exist_ok=True)
     mods = modules()
     for page, ms in pages(mods).items(): (dest/f'{page}.md').write_text('\n'.join(module_page(m, nb) for m, nb in ms))
@@ -181,6 +187,7 @@ def stage(dest):
     quoted = lambda nb: "'" + title(nb).replace("'", "''") + "'" # YAML's single quotes: `MNIST's` needs its ' doubled
     nav += [f"      - {quoted(nb)}: nbs/{nb.name}" for nb in story]
     nav += ['  - Appendices:'] + [f"      - {quoted(nb)}: nbs/{nb.name}" for nb in appendices]
+    nav += ['  - Answers:'] + [f"      - {quoted(nb)}: nbs/answers/{nb.name}" for nb in answers()]
     nav += ['  - Reference:', '      - api.md'] + [f"      - '{', '.join(f'{LIB}.{m}' for m, _ in ms)}': {page}.md" for page, ms in pages(mods).items()]
     return cfg + '\n' + '\n'.join(nav) + '\n'
 

@@ -7,12 +7,12 @@ __all__ = ['difference', 'verdict', 'attempt', 'check', 'check_stack_images', 'c
            'check_linear', 'check_sgd_step', 'check_softmax', 'check_cross_entropy', 'check_two_layer',
            'check_linear_module', 'check_train_epoch', 'check_conv_pixel', 'check_centre_of_mass']
 
-# %% ../nbs/96_exercises.ipynb #e647b23f
+# %% ../nbs/96_exercises.ipynb #3269e8ad
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-# %% ../nbs/96_exercises.ipynb #594901f8
+# %% ../nbs/96_exercises.ipynb #9abd4470
 def _shape(t): return list(t.shape)
 
 def difference(got, want, what, atol=1e-5):
@@ -30,13 +30,13 @@ def difference(got, want, what, atol=1e-5):
     return (f"{what}: {int(bad.sum())} of {want.numel()} values differ; the first{where} is "
             f"{got.detach()[i].item():.4g}, expected {want[i].item():.4g}")
 
-# %% ../nbs/96_exercises.ipynb #efdd90c4
+# %% ../nbs/96_exercises.ipynb #fdc3541b
 class _Failed(Exception): pass
 
 def verdict(problem, hint, ok_msg):
-    "Print `✓ ok_msg` if there is no `problem`, else `✗ problem` and the `hint`; return whether it passed."
-    print(f"✓ {ok_msg}" if problem is None else f"✗ {problem.rstrip('.')}. Hint: {hint}")
-    return problem is None
+    "Print `✓ ok_msg` if there is no `problem`, else `✗ problem` and the `hint`."
+    if problem is None: print(f"✓ {ok_msg}")
+    else: print(f"✗ {problem if problem.endswith(('.', '?')) else problem + '.'} Hint: {hint}")
 
 def attempt(fn, *args):
     "`fn(*args)`; an exception becomes `_Failed` with a one-line reason."
@@ -54,7 +54,7 @@ def check(run, hint, ok_msg):
 
 def _gen(seed=0): return torch.Generator().manual_seed(seed)
 
-# %% ../nbs/96_exercises.ipynb #82391630
+# %% ../nbs/96_exercises.ipynb #2db6355c
 def check_stack_images(stack_images):
     "Check `stack_images(images)`: a list of `[28, 28]` uint8 tensors as one `[N, 28, 28]` float tensor in 0..1."
     images = [torch.randint(0, 256, (28, 28), generator=_gen(i), dtype=torch.uint8) for i in range(3)]
@@ -67,7 +67,7 @@ def check_stack_images(stack_images):
     return check(run, "`torch.stack` puts the images along a new first axis; then `.float()/255` (see 'From a PNG to a tensor' in 01_loading)",
                  'stack_images gives a [3, 28, 28] float tensor in 0..1')
 
-# %% ../nbs/96_exercises.ipynb #0364b40c
+# %% ../nbs/96_exercises.ipynb #08b161df
 def check_mnist_distance(mnist_distance):
     "Check `mnist_distance(a, b)`: the mean absolute difference over the last two axes, with broadcasting."
     a, b = torch.rand(5, 28, 28, generator=_gen(1)), torch.rand(28, 28, generator=_gen(2))
@@ -88,7 +88,7 @@ def check_accuracy(accuracy):
     return check(run, "compare with `==`, turn the booleans into numbers with `.float()`, then take `.mean()` "
                       "(see 'Accuracy per digit, and overall' in 02_baseline)", 'accuracy gives the fraction of correct predictions')
 
-# %% ../nbs/96_exercises.ipynb #07348531
+# %% ../nbs/96_exercises.ipynb #d7c07de0
 def check_linear(linear):
     "Check `linear(xb, weights, bias)`: `xb @ weights + bias` for a batch of flattened images."
     g = _gen(3)
@@ -118,7 +118,7 @@ def check_sgd_step(sgd_step):
     return check(run, "for each `p`: `p.data -= lr * p.grad`, then `p.grad.zero_()` (see 'The training loop' in 03_linear)",
                  'sgd_step moves every parameter against its gradient and resets the gradients')
 
-# %% ../nbs/96_exercises.ipynb #185a990a
+# %% ../nbs/96_exercises.ipynb #a8c2d9b6
 def check_softmax(softmax):
     "Check `softmax(x)`: every row of scores as probabilities that add up to 1, as `torch.softmax(x, -1)`."
     x = torch.randn(4, 10, generator=_gen(5))*3
@@ -143,7 +143,7 @@ def check_cross_entropy(cross_entropy):
     return check(run, "softmax, pick each image's true digit with `[range(n), targets]`, `.log()`, then minus "
                       "the `.mean()` (see 'Cross-entropy' in 04_softmax)", 'cross_entropy matches F.cross_entropy')
 
-# %% ../nbs/96_exercises.ipynb #b714dea3
+# %% ../nbs/96_exercises.ipynb #1cf59af9
 def check_two_layer(two_layer):
     "Check `two_layer(xb, w1, b1, w2, b2)`: `sigmoid(xb @ w1 + b1) @ w2 + b2`."
     g = _gen(7)
@@ -157,7 +157,7 @@ def check_two_layer(two_layer):
     return check(run, "the first layer `xb @ w1 + b1`, then `.sigmoid()`, then `@ w2 + b2` (see 'What the hidden layer computes, on two images' in 05_mlp)",
                  'two_layer gives the post network\'s ten scores')
 
-# %% ../nbs/96_exercises.ipynb #b05a9579
+# %% ../nbs/96_exercises.ipynb #5ddd9ac7
 def check_linear_module(Linear):
     "Check a `Linear(n_in, n_out)` module: two parameters of shapes `[n_in, n_out]` and `[n_out]`, `x @ w + b`."
     def run():
@@ -193,13 +193,13 @@ def check_train_epoch(train_epoch):
     def run():
         _reference_epoch(theirs, batches, their_opt, F.cross_entropy)
         attempt(train_epoch, ours, batches, our_opt, F.cross_entropy)
-        if torch.equal(ours.weight, fresh()[0].weight): return "the weights did not change: `opt.step()` must come after `backward()`, which computes the gradients"
+        if torch.equal(ours.weight, fresh()[0].weight): return "the weights did not change: is `opt.step()` called, after `backward()` has computed the gradients?"
         return difference(ours.weight, theirs.weight, 'the weights after one epoch of 4 batches')
     return check(run, "for each batch: `loss_func(model(xb), yb).backward()`, `opt.step()`, `opt.zero_grad()`: "
                       "without `zero_grad` the gradients of every batch add up (see 'Why the gradients must be zeroed' in 06_building_blocks)",
                  'train_epoch trains as torch.optim.SGD does')
 
-# %% ../nbs/96_exercises.ipynb #23aa5862
+# %% ../nbs/96_exercises.ipynb #2d561a5c
 def check_conv_pixel(conv_pixel):
     "Check `conv_pixel(img, kernel, row, col)` against `F.conv2d(..., padding=1)` at every inner position of a 6x6 image."
     g = _gen(11)
@@ -213,7 +213,7 @@ def check_conv_pixel(conv_pixel):
     return check(run, "the patch `img[row-1:row+2, col-1:col+2]` is centred on (row, col); multiply it by the kernel "
                       "and `.sum()` (see 'What a convolution does' in 06_resnet)", 'conv_pixel matches F.conv2d at every position')
 
-# %% ../nbs/96_exercises.ipynb #770cff91
+# %% ../nbs/96_exercises.ipynb #94dac493
 def check_centre_of_mass(centre_of_mass):
     "Check `centre_of_mass(img)`: the brightness-weighted mean `(row, column)` of a picture."
     img = torch.zeros(28, 20); img[5:9, 12:15] = 1.; img[20, 3] = 0.5
