@@ -3,7 +3,8 @@
 Usage: python docs/clean.py [--out DIR]     (`make clean-nbs`)
 
 As fastbook's `clean/` copies: every code cell stays, without its outputs; of the prose only the headings stay, and
-whole the cells a learner works from: the "Your turn" exercises, the questionnaire and the further research. The
+whole the cells a learner works from: the "Your turn" exercises, the questionnaire and the further research, and the
+"Open in Colab" links of the title, pointing at the clean copy. The
 exercise cells are blank in the story notebooks already, and their checks stay, so a learner gets the same feedback.
 Generated, never edited by hand: `tests/test_exercises.py` fails when `clean/` is out of date.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KEEP_WHOLE = ('**Your turn', '## Questionnaire', '## Further research')
+LINKS = 'Run this notebook online:'
 
 def story_notebooks():
     "The story notebooks, 01 to 89, in order."
@@ -20,8 +22,10 @@ def story_notebooks():
 def clean_markdown(src):
     "A markdown cell as the clean notebook keeps it: whole if a learner works from it, else its headings, else nothing."
     if src.startswith(KEEP_WHOLE): return src
-    heads = [l for l in src.splitlines() if re.match(r'#{1,6} ', l)]
-    return '\n'.join(heads) or None
+    keep = [l for l in src.splitlines() if re.match(r'#{1,6} ', l)]
+    keep += [l.replace('/nbs/', '/clean/').replace('nbs%2F', 'clean%2F') # "Open in Colab" and the others, for this copy
+             for l in src.splitlines() if l.startswith(LINKS)]
+    return '\n\n'.join(keep) or None
 
 def clean_cell(c):
     "One cell of a clean notebook, or `None` to leave it out."

@@ -192,5 +192,7 @@ def test_a_clean_notebook_keeps_the_code_and_the_exercises_and_drops_outputs_and
         assert [m for m in story_md if m.startswith('**Your turn')] == [m for m in md if m.startswith('**Your turn')]
         assert any(m.startswith('## Questionnaire') for m in md)
         prose = [l for m in md if not m.startswith(('**Your turn', '## Questionnaire', '## Further research', '> The clean version'))
-                 for l in m.splitlines() if not l.startswith('#')]
+                 for l in m.splitlines() if l and not l.startswith(('#', 'Run this notebook online:'))]
         assert not prose, (nb.name, prose[:3])
+        links = [l for m in md for l in m.splitlines() if l.startswith('Run this notebook online:')]
+        assert len(links) == 1 and f'/blob/main/clean/{nb.name}' in links[0] and '/nbs/' not in links[0], (nb.name, links) # Colab opens the clean copy
