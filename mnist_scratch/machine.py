@@ -12,7 +12,8 @@ import torch
 # %% ../nbs/94a_machine.ipynb #fd6cdc07
 def cpu_name():
     "The processor's model name, as Linux reports it, else what `platform` knows."
-    try: return next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
+    try:
+        with open('/proc/cpuinfo') as f: return next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
     except (OSError, StopIteration): return platform.processor() or platform.machine()
 
 def machine():
