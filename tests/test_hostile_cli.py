@@ -110,7 +110,10 @@ def test_predict_into_a_closed_pipe_ends_quietly(tmp_path):
 
 def interrupt_while_importing(cmd):
     "Start `cmd`, send it Ctrl-C as soon as it is loading PyTorch (its first second); return its exit code and stderr."
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # as from a shell, Ctrl-C's default action: a child inherits an ignored SIGINT (earlier slow tests, JupyterLab's
+    # or the browser's, can leave it ignored in this process), and Python then never turns it into KeyboardInterrupt
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and p.poll() is None and 'libtorch' not in Path(f'/proc/{p.pid}/maps').read_text():
         time.sleep(0.005)
