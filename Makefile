@@ -27,8 +27,10 @@ $(STAMP): settings.ini setup.py pyproject.toml constraints.txt
 	# It only imports `ipywidgets.widgets`, which 8 has, so it comes without its dependencies: those it imports are in
 	# the dev requirements, and pip has no conflict to report.
 	$(BIN)/python -m pip install -c constraints.txt --no-deps fastbook
-	# the notebooks' kernel, python3, is this environment's own Python (make lab puts it before any other)
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mnist-scratch)" > /dev/null
+	# the notebooks' kernel, python3, is this environment's own Python (make lab puts it before any other). Its display
+	# name is its name, as nbdev_clean leaves it in each notebook: else JupyterLab rewrites it there on opening, and every
+	# notebook opens marked modified (tests/test_kernel.py)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name python3 > /dev/null
 	touch $(STAMP)
 
 # After a deliberate upgrade in .venv: record its exact versions (all but the project itself) for the next `make setup`.
@@ -42,10 +44,12 @@ reproduce: setup
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# While developing: the unit tests only (no notebooks, no browser, no resnet18 training): 552 tests, 15 s on a 2-core AMD EPYC.
-# Without hypothesis's pytest plugin: only the slow test_fuzz.py uses hypothesis, and the plugin costs a second or two.
+# While developing: the unit tests only (no notebooks, no browser, no resnet18 training), in two processes (pytest-xdist, a
+# file to each in turn: a file's fixtures are made once). Without the plugins of hypothesis (only the slow test_fuzz.py uses
+# it), anyio (no async test) and pytest's log capture (attached to PyTorch's 57 loggers around each step of each test).
+# PYTHONDONTWRITEBYTECODE empty: pytest keeps the test files it rewrites in __pycache__ (1 s of CPU a run when it cannot).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" -p no:hypothesispytest $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile -p no:hypothesispytest -p no:anyio -p no:logging $(PYTEST_ARGS)
 
 # Read and run the series as a reader does: JupyterLab in nbs/, on this .venv's kernel.
 lab: setup

@@ -17,14 +17,18 @@ from .machine import cpu_name # its home is appendix 94a; notebook 06_building_b
 # %% ../nbs/94_fast.ipynb #47a52fb8
 class Batches:
     "Mini-batches of `x` and `y` of `bs` rows, in a new random order on every pass when `shuffle` (like a `DataLoader`)."
-    def __init__(self, x, y, bs=256, shuffle=True, generator=None):
-        self.x, self.y, self.bs, self.shuffle, self.generator = x, y, bs, shuffle, generator
+    def __init__(self, x, y, bs=256, shuffle=True, generator=None, reuse=False):
+        self.x, self.y, self.bs, self.shuffle, self.generator, self.reuse = x, y, bs, shuffle, generator, reuse
     def __len__(self): return (len(self.x) + self.bs - 1)//self.bs
     def __iter__(self):
         idx = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else torch.arange(len(self.x))
+        # `reuse`: every batch of x is gathered into the same buffer, overwritten by the next batch. It saves allocating
+        # and first touching a fresh batch each step; only for loops that are done with a batch when they ask for the next
+        buf = self.x.new_empty((min(self.bs, len(self.x)), *self.x.shape[1:])) if self.reuse else None
         for i in range(0, len(idx), self.bs):
             rows = idx[i:i+self.bs]
-            yield self.x.index_select(0, rows), self.y.index_select(0, rows)
+            xb = torch.index_select(self.x, 0, rows, out=buf[:len(rows)]) if self.reuse else self.x.index_select(0, rows)
+            yield xb, self.y.index_select(0, rows)
 
 # %% ../nbs/94_fast.ipynb #f26a1cd6
 def by_columns(w):

@@ -18,11 +18,15 @@ from .training import seeded
 # %% ../nbs/94b_speedrun.ipynb #b13ae58e
 def speed_cnn(c1=16, # kernels of the first convolution
               c2=32, # kernels of the second
-              ks=5): # kernel size (odd)
-    "`small_cnn` with batch norm, pooling first: `[bs, 1, 28, 28]` in, `[bs, 10]` out."
-    # pooling right after the convolution: batch norm and ReLU then see a quarter of the pixels (see the profile below)
-    def block(ci, co): return [nn.Conv2d(ci, co, ks, padding=ks//2, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
-    return nn.Sequential(*block(1, c1), *block(c1, c2), nn.Flatten(), nn.Linear(c2*7*7, 10))
+              ks=5, # kernel size (odd)
+              pool=True): # max-pool the first convolution (False: it strides by 2 as well)
+    "`small_cnn` with batch norm, pooling first and a second convolution that strides by 2: `[bs, 1, 28, 28]` in, `[bs, 10]` out."
+    # pooling right after the first convolution: batch norm and ReLU then see a quarter of its pixels (see the profile below)
+    shrink = [nn.MaxPool2d(2)] if pool else []
+    first = [nn.Conv2d(1, c1, ks, stride=1 if pool else 2, padding=ks//2, bias=False), *shrink, nn.BatchNorm2d(c1), nn.ReLU(inplace=True)]
+    # stride 2: the second computes only the 7x7 outputs that pooling would keep, a quarter of its products
+    second = [nn.Conv2d(c1, c2, ks, stride=2, padding=ks//2, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True)]
+    return nn.Sequential(*first, *second, nn.Flatten(), nn.Linear(c2*7*7, 10))
 
 # %% ../nbs/94b_speedrun.ipynb #9cd1287f
 def forward_flops(model, shape=(1, 28, 28)):
@@ -46,7 +50,7 @@ def warmup_decay(step, steps, warmup=0.2):
 
 # %% ../nbs/94b_speedrun.ipynb #83338715
 def speedrun(data, # an `MnistData`: trains on all of `data.train`, measures on `data.test`
-             seed=0, epochs=2, bs=256, lr=0.2, wd=5e-4, smoothing=0.1, make=speed_cnn):
+             seed=0, epochs=2, bs=256, lr=0.7, wd=5e-4, smoothing=0.1, make=speed_cnn):
     "Train a `speed_cnn` from `seed`: the test accuracy, and the training's seconds (wall clock and CPU) and images/s."
     (x, y), (vx, vy) = stack_xy(data.train), stack_xy(data.test)
     cl = torch.channels_last # the convolution library's fastest layout on a CPU
@@ -74,12 +78,12 @@ def speedrun(data, # an `MnistData`: trains on all of `data.train`, measures on 
                 epochs=epochs, bs=bs, lr=lr)
 
 # %% ../nbs/94b_speedrun.ipynb #812dbb5d
-def run_seeds(data, seeds=range(5), save=None, **kwargs):
-    "`speedrun` from each of `seeds`, each result with the machine's load before it (and appended to `save`)."
+def run_seeds(data, seeds=range(5), save=None, tag=None, **kwargs):
+    "`speedrun` from each of `seeds`, each result with the machine's load before it and `tag` (and appended to `save`)."
     runs = []
     for seed in seeds:
         load = os.getloadavg()[0]
-        runs.append(dict(speedrun(data, seed, **kwargs), load=load, machine=machine_line(machine())))
+        runs.append(dict(speedrun(data, seed, **kwargs), load=load, machine=machine_line(machine()), **(tag or {})))
         if save:
             with open(save, 'a') as f: f.write(json.dumps(runs[-1], allow_nan=False) + '\n')
     return runs
@@ -100,17 +104,20 @@ def main(argv=None):
     p.add_argument('--seeds', type=int, default=5, help='seeds 0 to SEEDS-1 (default 5)')
     p.add_argument('--epochs', type=int, default=2)
     p.add_argument('--bs', type=int, default=256, help='batch size (default 256)')
-    p.add_argument('--lr', type=float, default=0.2, help='the peak learning rate (default 0.2)')
+    p.add_argument('--lr', type=float, default=0.7, help='the peak learning rate (default 0.7)')
     p.add_argument('--channels', type=int, nargs=2, default=(16, 32), metavar=('C1', 'C2'), help="the convolutions' kernels (default 16 32)")
     p.add_argument('--ks', type=int, default=5, help='kernel size, odd (default 5)')
+    p.add_argument('--no-pool', dest='pool', action='store_false', help='the first convolution strides by 2 instead of being pooled')
     p.add_argument('--data', help='an MNIST folder or .tgz (default: as mnist-scratch finds it)')
     p.add_argument('--save', help='append each run as a JSON line to this file')
     a = p.parse_args(argv)
     from mnist_scratch.sources import load_mnist
     data = load_mnist(a.data, show_progress=False)
     print(f"machine: {machine_line(machine())}; torch threads: {torch.get_num_threads()}; load before: {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"speed_cnn{(*a.channels, a.ks)}: {a.epochs} epochs, batches of {a.bs}, lr {a.lr}", flush=True)
-    runs = run_seeds(data, range(a.seeds), a.save, epochs=a.epochs, bs=a.bs, lr=a.lr, make=lambda: speed_cnn(*a.channels, a.ks))
+    print(f"speed_cnn({a.channels[0]}, {a.channels[1]}, {a.ks}{'' if a.pool else ', pool=False'}): "
+          f"{a.epochs} epoch{'s'*(a.epochs != 1)}, batches of {a.bs}, lr {a.lr}", flush=True)
+    runs = run_seeds(data, range(a.seeds), a.save, tag=dict(channels=list(a.channels), ks=a.ks, pool=a.pool),
+                     epochs=a.epochs, bs=a.bs, lr=a.lr, make=lambda: speed_cnn(*a.channels, a.ks, a.pool))
     print(runs_table(runs))
     print(f"load after: {os.getloadavg()[0]:.1f}")
     return runs

@@ -1,24 +1,30 @@
 import gc
 gc.disable() # while PyTorch and the rest are imported (see below): 0.3 to 0.5 s of CPU fewer
-import ast, functools, importlib, io, itertools, os, random, re, shutil, subprocess, sys, types, warnings, numpy as np, pytest, torch
+import ast, functools, importlib, io, itertools, os, random, re, shutil, subprocess, sys, types, warnings, pytest
 from pathlib import Path
-from PIL import Image
-from mnist_scratch.fast import denormals_flushing
 
 # The environment as the user or CI set it (the real data, the cache), captured before any test changes it.
 ORIGINAL_ENV = dict(os.environ)
 REAL_DATA = ORIGINAL_ENV.get('MNIST_SCRATCH_DATA')
 ROOT = Path(__file__).parent.parent
 
-# The tests' tensors are tiny: one thread computes them as fast as two, and with two a second process using the cores (a
-# notebook, another test run) made PyTorch's threads wait on each other, up to a hundredfold (0.08 s became 32 s).
-torch.set_num_threads(1)
-
-# After importing PyTorch (and later the library, the test modules, torch._dynamo) the heap holds 300,000 objects that live
-# until the end: Python's collector walked them all on each full collection, and once more at exit, 2 to 3 s of CPU in
-# `make test-fast`. Frozen, they are left out of every collection (what the tests make is still collected as usual).
-# Collection stays off until the test modules are imported: nothing is garbage yet, each pass only cost time.
-gc.freeze()
+# PyTorch, NumPy and PIL are imported in the functions that use them, and PyTorch first in `pytest_sessionstart`: under
+# pytest-xdist (`make test-fast` runs `-n 2`) the controlling process runs no test, and importing PyTorch there (2 s of
+# CPU) would only delay the start of the two processes that do.
+def pytest_sessionstart(session):
+    if session.config.pluginmanager.has_plugin('dsession'): # pytest-xdist's controller: nothing of the below is needed
+        gc.enable()
+        return
+    import torch
+    # The tests' tensors are tiny: one thread computes them as fast as two, and with two a second process using the cores
+    # (a notebook, another test run, the other xdist worker) made PyTorch's threads wait on each other, up to a hundredfold
+    # (0.08 s became 32 s).
+    torch.set_num_threads(1)
+    # After importing PyTorch (and later the library, the test modules, torch._dynamo) the heap holds 300,000 objects that
+    # live until the end: Python's collector walked them all on each full collection, and once more at exit, 2 to 3 s of
+    # CPU in `make test-fast`. Frozen, they are left out of every collection (what the tests make is still collected as
+    # usual). Collection stays off until the test modules are imported: nothing is garbage yet, each pass only cost time.
+    gc.freeze()
 
 # What the installed `mnist-scratch` script runs, found through its entry point (wherever pip put the script).
 ENTRY = ("import sys; from importlib.metadata import entry_points; "
@@ -37,17 +43,20 @@ def cli_code(*args):
 
 def digit_image(d, i=0):
     "A 28x28 uint8 image for digit `d`: a bright bar at rows 2d..2d+2, with a little noise from `i`."
+    import numpy as np
     a = np.zeros((28, 28), np.uint8)
     a[2*d:2*d+3, 4:24] = 200 + i%50
     return a
 
 def write_png(fn, a, mode='L'):
+    from PIL import Image
     fn.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(a, mode=mode).save(fn)
 
 @functools.cache
 def digit_png(d, i):
     "The PNG file of `digit_image(d, i)`, encoded once per session: most tests write the same few images."
+    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(digit_image(d, i), mode='L').save(buf, format='PNG')
     return buf.getvalue()
@@ -155,9 +164,16 @@ def pytest_runtest_setup(item):
                 warnings.simplefilter('ignore') # fastai's import warns about torch.jit.script and a pandas option: not ours to fix
                 importlib.import_module(name)
 
+def numpy_rng_state():
+    "The words and position of NumPy's global Mersenne Twister, as bytes: any draw changes them (a copy, not 80 us of `np.random.get_state()`)."
+    import ctypes, numpy as np
+    return ctypes.string_at(np.random.get_bit_generator().ctypes.state_address, 624*4 + 4) # mt19937_state: uint32 key[624]; int pos
+
 def global_state():
     "What a library function must not leave changed: the global RNGs, warning filters and format, denormal flushing."
-    return dict(torch_rng=torch.get_rng_state(), python_rng=random.getstate(), numpy_rng=np.random.get_state()[1].tobytes(),
+    import torch
+    from mnist_scratch.fast import denormals_flushing
+    return dict(torch_rng=torch.get_rng_state(), python_rng=random.getstate(), numpy_rng=numpy_rng_state(),
                 warning_filters=list(warnings.filters), formatwarning=warnings.formatwarning, flush_denormal=denormals_flushing())
 
 def pytest_configure(config):
@@ -170,19 +186,22 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def leaves_no_global_state(request):
     "Fail a test after which the global RNGs, the warning filters or format, or denormal flushing are not as before."
+    import numpy as np, torch
     if request.node.get_closest_marker('global_rng'):
         with torch.random.fork_rng(): # the test's own random data: restored, not checked
             state = random.getstate(), np.random.get_state()
             yield
             random.setstate(state[0]); np.random.set_state(state[1])
         return
-    modules, before = set(sys.modules), global_state()
+    # a copy of sys.modules, not a set of its names: a third of the time, and the names only matter when the test fails
+    modules, before = sys.modules.copy(), global_state()
     yield
     if 'fastai' in sys.modules and 'fastai' not in modules: # whatever else it changed, fastai's import always does
         pytest.fail("the test imported fastai: mark it @pytest.mark.imports('fastai.vision.all'), so that the import is not taken "
                     "for a change the test made", pytrace=False)
     after = global_state()
     changed = [k for k in before if not (torch.equal(before[k], after[k]) if k == 'torch_rng' else before[k] == after[k])]
-    new = sorted({m.split('.')[0] for m in set(sys.modules) - modules})
-    assert not changed, f'the test left global state changed: {changed}' + (
-        f' (it imported {", ".join(new)} for the first time: if an import made the change, name it in @pytest.mark.imports)' if new else '')
+    if changed:
+        new = sorted({m.split('.')[0] for m in sys.modules.keys() - modules.keys()})
+        assert not changed, f'the test left global state changed: {changed}' + (
+            f' (it imported {", ".join(new)} for the first time: if an import made the change, name it in @pytest.mark.imports)' if new else '')

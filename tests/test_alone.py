@@ -8,8 +8,9 @@ find it online). The install cell installs the wheel in place of GitHub's packag
 Creating that environment downloads PyTorch (minutes), so it is kept between runs in ~/.cache/mnist-scratch/alone-venv
 (or MNIST_SCRATCH_ALONE_VENV) while the wheel's requirements stay the same (the package itself is uninstalled first, so
 the install cell installs it again); MNIST_SCRATCH_FRESH_VENV=1 makes a new one every time, as CI does. Cells marked
-`#| slow` (seed spreads: many trainings) are left out, as nbdev_test leaves them out; MNIST_SCRATCH_ALONE_SLOW=1 runs them."""
-import configparser, hashlib, json, os, re, shutil, subprocess, sys, time, types, zipfile, pytest
+`#| slow` (seed spreads: many trainings) are left out, as nbdev_test leaves them out; MNIST_SCRATCH_ALONE_SLOW=1 runs them.
+A notebook alone reads the saved runs (06_full_run.json, ...) from GitHub; here a local server serves nbs/ in its place."""
+import configparser, functools, hashlib, http.server, json, os, re, shutil, subprocess, sys, threading, time, types, zipfile, pytest
 from pathlib import Path
 from conftest import ROOT, REAL_DATA
 
@@ -108,8 +109,22 @@ def wheel_requirements(whl):
         meta = z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode()
     return sorted(l for l in meta.splitlines() if l.startswith('Requires-Dist:') and 'extra ==' not in l)
 
+class Served(http.server.SimpleHTTPRequestHandler):
+    "nbs/ as GitHub's raw files serve it to a notebook alone, each path asked for noted in `asked`."
+    asked = []
+    def do_GET(self): Served.asked.append(self.path); super().do_GET()
+    def log_message(self, *args): pass
+
 @pytest.fixture(scope='session')
-def fresh(tmp_path_factory):
+def records():
+    "A local server in GitHub's place for the saved runs a notebook alone reads (`MNIST_SCRATCH_RECORDS_URL`): its URL."
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Served, directory=str(ROOT/'nbs')))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{server.server_port}'
+    server.shutdown(); server.server_close()
+
+@pytest.fixture(scope='session')
+def fresh(tmp_path_factory, records):
     "The wheel of this checkout and a venv outside the repository with Jupyter and the wheel's requirements, not the package."
     if not REAL_DATA: pytest.skip('MNIST_SCRATCH_DATA is not set: the notebooks need the full MNIST')
     tmp = tmp_path_factory.mktemp('alone')
@@ -143,7 +158,8 @@ def fresh(tmp_path_factory):
     assert subprocess.run([str(py), '-c', 'import mnist_scratch'], cwd=tmp, capture_output=True).returncode != 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'VIRTUAL_ENV', 'JUPYTER', 'MNIST_SCRATCH', 'FASTAI'))}
     env.update(PATH=f"{venv/'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), JUPYTER_PREFER_ENV_PATH='1',
-               MNIST_SCRATCH_DATA=REAL_DATA, MNIST_SCRATCH_CACHE=str(tmp/'cache'), FASTAI_HOME=str(tmp/'fastai'))
+               MNIST_SCRATCH_DATA=REAL_DATA, MNIST_SCRATCH_CACHE=str(tmp/'cache'), FASTAI_HOME=str(tmp/'fastai'),
+               MNIST_SCRATCH_RECORDS_URL=records) # the saved runs from the local server, as from GitHub
     (tmp/'runner.py').write_text(RUNNER)
     return types.SimpleNamespace(py=py, venv=venv, whl=whl, env=env, tmp=tmp)
 
@@ -181,8 +197,11 @@ def installed(fresh):
 # In the suite: the two notebooks that check the path a learner's data takes (the package installed by the install
 # cell, MNIST found through MNIST_SCRATCH_DATA as untar_data would find it) in a few minutes; all seven with
 # MNIST_SCRATCH_ALONE_ALL=1 (about an hour on 2 cores: 03 to 05 train for minutes each, and are run in place by
-# test_notebooks.py anyway). 06_resnet cannot run alone yet: it reads the saved runs beside it (06_full_run.json).
-ALONE = STORY if os.environ.get('MNIST_SCRATCH_ALONE_ALL') else [nb for nb in STORY if nb.name[:2] in ('01', '02')]
+# test_notebooks.py anyway), or those named in MNIST_SCRATCH_ALONE (e.g. `06_resnet,07`: names' beginnings).
+ONLY = [n for n in os.environ.get('MNIST_SCRATCH_ALONE', '').split(',') if n]
+ALONE = STORY if os.environ.get('MNIST_SCRATCH_ALONE_ALL') else [nb for nb in STORY if nb.name.startswith(tuple(ONLY) or ('01', '02'))]
+# the saved runs a notebook reads, which alone it must fetch (from the local server in GitHub's place)
+READS = {'06_resnet': {'06_full_run.json', 'small_cnn_run.json', '91_seed_runs.jsonl'}}
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
@@ -194,6 +213,7 @@ def test_notebook_runs_alone(nb, installed):
     if not os.environ.get('MNIST_SCRATCH_ALONE_SLOW'): # the cells marked `#| slow` (seed spreads: many trainings) are left out, as nbdev_test does
         book.cells = [c for c in book.cells if not (c.cell_type == 'code' and re.search(r'^#\|\s*slow\b', c.source, re.M))]
     book.cells.append(nbformat.v4.new_code_cell(CHECK)) # which package the notebook ran on
+    Served.asked.clear()
     secs, err, out = run_alone(installed, book.cells, nb.stem)
     print(f'\n{nb.name}: {secs:.0f} s{" FAILED" if err else ""}')
     assert not err, f'{nb.name}: {err}'
@@ -201,3 +221,4 @@ def test_notebook_runs_alone(nb, installed):
     assert first.outputs == [] # the package is there: the install cell did nothing
     where = out.cells[-1].outputs[0]['text'].split()[1]
     assert Path(where).is_relative_to(installed.venv) # the installed wheel, not this checkout
+    assert {Path(p).name for p in Served.asked} == READS.get(nb.stem, set()) # read online, none beside it

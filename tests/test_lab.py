@@ -87,10 +87,15 @@ def test_run_all_in_jupyterlab(lab, browser, nb, record_property):
         page.goto(f'http://127.0.0.1:{lab}/lab/tree/nbs/{nb}?reset')
         page.wait_for_function(KERNEL_READY, timeout=120_000)
         assert page.locator('.jp-Dialog').count() == 0, 'a dialog (Select Kernel?) came up on opening the notebook'
-        # the kernel is the project's .venv (make setup installs it there, and JUPYTER_PREFER_ENV_PATH puts it first)
+        # the kernel is the project's .venv (make setup installs it there, and JUPYTER_PREFER_ENV_PATH puts it first):
+        # its command is this environment's Python (its display name is just `python3`, as in every notebook)
         spec = page.evaluate(f"() => {NOTEBOOK}.sessionContext.session.kernel.name")
-        assert spec == 'python3' and page.evaluate(
-            "() => window.jupyterapp.serviceManager.kernelspecs.specs.kernelspecs.python3.display_name") == 'Python 3 (mnist-scratch)'
+        argv = page.evaluate("() => window.jupyterapp.serviceManager.kernelspecs.specs.kernelspecs.python3.argv")
+        assert spec == 'python3' and Path(argv[0]).is_relative_to(sys.prefix), argv
+        # opening changed nothing: once the kernel's spec and language are in, the notebook is not marked modified
+        assert page.evaluate(f"""async () => {{ const w = {NOTEBOOK}, k = w.sessionContext.session.kernel;
+            await k.info; await k.spec; await new Promise(r => setTimeout(r, 1000)); return w.context.model.dirty; }}""") is False, \
+            page.evaluate(f"() => {NOTEBOOK}.context.model.toJSON().metadata")
         start = time.perf_counter()
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_function(f"() => {NOTEBOOK}.content.widgets.some(c => c.model.type === 'code' && c.model.executionCount !== null)", timeout=120_000)

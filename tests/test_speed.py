@@ -28,20 +28,31 @@ def tiny_data(n_train=20, n_test=5): return MnistData(bars(n_train, 0), bars(n_t
 @pytest.mark.global_rng # builds models from the global generators
 def test_flops_counted_by_hand():
     "Two FLOPs per multiply-add, of every convolution and linear layer: the layer sizes worked out independently."
-    small = 2*(28*28*16*1*5*5 + 14*14*32*16*5*5 + 32*7*7*10)
-    assert forward_flops(small_cnn()) == small and forward_flops(speed_cnn()) == small # batch norm adds no products
-    assert forward_flops(speed_cnn(8, 16, 3)) == 2*(28*28*8*9 + 14*14*16*8*9 + 16*7*7*10)
+    assert forward_flops(small_cnn()) == 2*(28*28*16*1*5*5 + 14*14*32*16*5*5 + 32*7*7*10)
+    # the strided second convolution: 7x7 outputs, not 14x14; batch norm adds no products
+    assert forward_flops(speed_cnn()) == 2*(28*28*16*1*5*5 + 7*7*32*16*5*5 + 32*7*7*10)
+    assert forward_flops(speed_cnn(8, 16, 3)) == 2*(28*28*8*9 + 7*7*16*8*9 + 16*7*7*10)
+    assert forward_flops(speed_cnn(pool=False)) == 2*(14*14*16*1*5*5 + 7*7*32*16*5*5 + 32*7*7*10) # both strided
     assert forward_flops(nn.Linear(784, 10), (784,)) == 2*784*10
 
 @pytest.mark.global_rng # builds models from the global generators
 def test_speed_cnn_is_small_cnn_with_batch_norm():
-    "small_cnn's convolutions, less their biases, each pooled, then batch norm (a scale and a shift per channel) and ReLU."
+    "small_cnn's convolutions, less their biases; the first pooled, the second strided; then batch norm (a scale and a shift per channel) and ReLU."
     m = speed_cnn()
     assert sum(p.numel() for p in m.parameters()) == 28938 - (16 + 32) + 2*(16 + 32)
-    assert [type(l).__name__ for l in m] == ['Conv2d', 'MaxPool2d', 'BatchNorm2d', 'ReLU']*2 + ['Flatten', 'Linear'] # pooling first
-    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in m if isinstance(c, nn.Conv2d)] == \
+    assert [type(l).__name__ for l in m] == ['Conv2d', 'MaxPool2d', 'BatchNorm2d', 'ReLU', 'Conv2d', 'BatchNorm2d', 'ReLU', 'Flatten', 'Linear']
+    convs = [c for c in m if isinstance(c, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == \
            [(c.in_channels, c.out_channels, c.kernel_size) for c in small_cnn() if isinstance(c, nn.Conv2d)]
-    assert m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert [c.stride for c in convs] == [(1, 1), (2, 2)] and m(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert [type(l).__name__ for l in speed_cnn(pool=False)][:3] == ['Conv2d', 'BatchNorm2d', 'ReLU'] and speed_cnn(pool=False)[0].stride == (2, 2)
+
+def test_stride_two_keeps_what_pooling_would_see():
+    "A stride-2 convolution computes exactly the top-left output of each 2x2 window of the full one: a quarter of them."
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(3, 16, 14, 14, generator=g), torch.randn(32, 16, 5, 5, generator=g)
+    full, strided = torch.nn.functional.conv2d(x, w, padding=2), torch.nn.functional.conv2d(x, w, stride=2, padding=2)
+    assert strided.shape == (3, 32, 7, 7) and torch.allclose(strided, full[..., ::2, ::2], atol=1e-4)
 
 def test_warmup_then_linear_decay():
     f = [warmup_decay(s, 50) for s in range(50)]
@@ -73,13 +84,14 @@ def test_main_on_a_folder(tiny, capsys):
     runs = main(['--seeds', '2', '--epochs', '1', '--data', str(tiny)])
     out = capsys.readouterr().out.splitlines()
     assert [r['seed'] for r in runs] == [0, 1] and out[0].startswith('machine: ') and 'load before' in out[0]
-    assert out[1] == 'speed_cnn(16, 32, 5): 1 epochs, batches of 256, lr 0.2'
+    assert out[1] == 'speed_cnn(16, 32, 5): 1 epoch, batches of 256, lr 0.7'
     assert [l.split()[0] for l in out[3:5]] == ['0', '1'] and out[5].startswith('mean ') and out[6].startswith('load after')
 
 def test_main_options(tiny, capsys):
     "A smaller network from the command line: its parameters are what `speed_cnn` makes of them."
-    runs = main(['--seeds', '1', '--epochs', '1', '--bs', '16', '--channels', '8', '12', '--ks', '3', '--data', str(tiny)])
-    assert runs[0]['bs'] == 16 and capsys.readouterr().out.splitlines()[1].startswith('speed_cnn(8, 12, 3): 1 epochs, batches of 16')
+    runs = main(['--seeds', '1', '--epochs', '1', '--bs', '16', '--channels', '8', '12', '--ks', '3', '--no-pool', '--data', str(tiny)])
+    assert runs[0]['bs'] == 16 and capsys.readouterr().out.splitlines()[1].startswith('speed_cnn(8, 12, 3, pool=False): 1 epoch, batches of 16')
+    assert (runs[0]['channels'], runs[0]['ks'], runs[0]['pool']) == ([8, 12], 3, False) # saved with each run
 
 def fake_res(small_cnn=None):
     e = dict(post=1., ours=.5, post_torch_dataloader=.8, ours_autograd=.6, matmul_floor=.1, acc_post=.9, acc_ours=.9,
