@@ -45,8 +45,9 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # While developing: the unit tests only (no notebooks, no browser, no resnet18 training), in two processes (pytest-xdist, a
-# file to each in turn: a file's fixtures are made once). Without the plugins of hypothesis (only the slow test_fuzz.py uses
-# it), anyio (no async test) and pytest's log capture (attached to PyTorch's 57 loggers around each step of each test).
+# file to each in turn: a file's fixtures are made once; PYTEST_ARGS=-n0 runs one, as --pdb needs). Without the plugins of
+# hypothesis (only the slow test_fuzz.py uses it), anyio (no async test) and pytest's log capture (attached to PyTorch's
+# 57 loggers around each step of each test).
 # PYTHONDONTWRITEBYTECODE empty: pytest keeps the test files it rewrites in __pycache__ (1 s of CPU a run when it cannot).
 test-fast: setup
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile -p no:hypothesispytest -p no:anyio -p no:logging $(PYTEST_ARGS)

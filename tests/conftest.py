@@ -26,6 +26,12 @@ def pytest_sessionstart(session):
     # usual). Collection stays off until the test modules are imported: nothing is garbage yet, each pass only cost time.
     gc.freeze()
 
+def pytest_sessionfinish(session):
+    # Widgets that tests made (the drawing pad) close themselves when Python deletes them at exit, too late to import
+    # what closing needs: close them while Python still runs, so that a run ends without "Exception ignored in Widget.__del__".
+    widgets = sys.modules.get('ipywidgets')
+    if widgets is not None: widgets.Widget.close_all()
+
 # What the installed `mnist-scratch` script runs, found through its entry point (wherever pip put the script).
 ENTRY = ("import sys; from importlib.metadata import entry_points; "
          "(ep,) = entry_points(group='console_scripts', name='mnist-scratch'); sys.exit(ep.load()())")

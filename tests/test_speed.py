@@ -1,10 +1,11 @@
 "The speed run (appendix 94b) and the small CNN's row of the benchmark (notebook 91), on tiny synthetic data."
+import platform, subprocess, sys
 import pytest, torch
 from torch import nn
 from mnist_scratch.blocks import small_cnn
 from mnist_scratch.bench import bench_small_cnn, bench_table
 from mnist_scratch.sources import MnistData
-from mnist_scratch.speedrun import speed_cnn, forward_flops, warmup_decay, speedrun, runs_table, main
+from mnist_scratch.speedrun import speed_cnn, forward_flops, warmup_decay, keep_freed_memory, speedrun, runs_table, main
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,6 +54,27 @@ def test_stride_two_keeps_what_pooling_would_see():
     x, w = torch.randn(3, 16, 14, 14, generator=g), torch.randn(32, 16, 5, 5, generator=g)
     full, strided = torch.nn.functional.conv2d(x, w, padding=2), torch.nn.functional.conv2d(x, w, stride=2, padding=2)
     assert strided.shape == (3, 32, 7, 7) and torch.allclose(strided, full[..., ::2, ::2], atol=1e-4)
+
+STEPS = """
+import ctypes, resource
+libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p; libc.free.argtypes = [ctypes.c_void_p]
+before, sizes = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, [n << 20 for n in (4, 4, 2, 2, 1, 1)]
+for step in range(10):
+    blocks = [libc.malloc(n) for n in sizes]
+    for p, n in zip(blocks, sizes): ctypes.memset(p, 1, n)
+    for p in blocks: libc.free(p)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+"""
+ONE_STEP = 14 << 20 >> 12 # pages of one step's blocks
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
+def test_keep_freed_memory_stops_the_refaulting():
+    "Ten steps of 14 MB: by default every step's pages are faulted in again; once kept, about one step's."
+    plain = subprocess.run([sys.executable, '-c', STEPS + 'print(faults)'], capture_output=True, text=True, check=True)
+    assert int(plain.stdout) > 5*ONE_STEP # the pattern shows the problem in a fresh process
+    assert keep_freed_memory() is True
+    scope = {}; exec(STEPS, scope)
+    assert scope['faults'] < 2*ONE_STEP
 
 def test_warmup_then_linear_decay():
     f = [warmup_decay(s, 50) for s in range(50)]
