@@ -48,7 +48,7 @@ def warmup_decay(step, steps, warmup=0.2):
     "The learning rate's factor at `step` of `steps`: up linearly over the first `warmup` of them, then down to 0."
     return min((step + 1)/(warmup*steps), (steps - step)/((1 - warmup)*steps))
 
-# %% ../nbs/94b_speedrun.ipynb #da5c4e1a
+# %% ../nbs/94b_speedrun.ipynb #bb8214e9
 def keep_freed_memory(limit=32 << 20):
     "Let glibc's `malloc` keep freed blocks up to `limit` bytes for reuse, instead of handing them back to the system: True if set."
     try: libc = ctypes.CDLL('libc.so.6')

@@ -30,7 +30,10 @@ def pytest_sessionfinish(session):
     # Widgets that tests made (the drawing pad) close themselves when Python deletes them at exit, too late to import
     # what closing needs: close them while Python still runs, so that a run ends without "Exception ignored in Widget.__del__".
     widgets = sys.modules.get('ipywidgets')
-    if widgets is not None: widgets.Widget.close_all()
+    if widgets is None: return
+    for w in list(widgets.widgets.widget._instances.values()):
+        try: w.close()
+        except KeyError: w.comm = None # a test's own comm manager, gone with the test, held it: nothing left to close
 
 # What the installed `mnist-scratch` script runs, found through its entry point (wherever pip put the script).
 ENTRY = ("import sys; from importlib.metadata import entry_points; "
