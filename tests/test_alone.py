@@ -201,7 +201,7 @@ def installed(fresh):
 ONLY = [n for n in os.environ.get('MNIST_SCRATCH_ALONE', '').split(',') if n]
 ALONE = STORY if os.environ.get('MNIST_SCRATCH_ALONE_ALL') else [nb for nb in STORY if nb.name.startswith(tuple(ONLY) or ('01', '02'))]
 # the saved runs a notebook reads, which alone it must fetch (from the local server in GitHub's place)
-READS = {'06_resnet': {'06_full_run.json', 'small_cnn_run.json', '91_seed_runs.jsonl'}}
+READS = {'06_building_blocks': {'small_cnn_run.json'}, '06_resnet': {'06_full_run.json', 'small_cnn_run.json', '91_seed_runs.jsonl'}}
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
