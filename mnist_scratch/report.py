@@ -131,8 +131,10 @@ def plot_results(res):
     ax.barh(names, err, color='tab:blue', label='ours')
     post = [(k, 1 - EXPERIMENTS[k].post) for k in names if k in EXPERIMENTS and EXPERIMENTS[k].post]
     ax.scatter([e for _, e in post], [k for k, _ in post], color='tab:red', zorder=3, label='blog post')
-    for i, e in enumerate(err): ax.text(e*1.05, i, f"{e:.2%} wrong", va='center', fontsize=8)
-    ax.set(xscale='log', xlim=(min(err + [e for _, e in post])/2, 1.5), xlabel='test error (log scale): lower is better',
+    # a log scale has no zero: a model with no test error (possible on tiny data) is labelled at the smallest error there is
+    low = min([e for e in err + [e for _, e in post] if e > 0], default=1e-4)
+    for i, e in enumerate(err): ax.text(max(e, low)*1.05, i, f"{e:.2%} wrong", va='center', fontsize=8)
+    ax.set(xscale='log', xlim=(low/2, 1.5), xlabel='test error (log scale): lower is better',
            title='Every model of the series: the share of test digits it gets wrong')
     ax.invert_yaxis(); ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1))
     fig2, ax = plt.subplots(figsize=(8, 4))

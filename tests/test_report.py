@@ -127,3 +127,17 @@ def test_the_sites_wide_tables_scroll():
     assert '  - extra.css' in (ROOT/'docs'/'mkdocs.yml').read_text()
     css = (ROOT/'docs'/'extra.css').read_text()
     assert '.jupyter-wrapper table' in css and 'overflow-x: auto' in css
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('accuracies', [(1.0, 0.9), (1.0, 1.0)], ids=['one perfect', 'all perfect'])
+def test_a_model_without_test_errors_is_charted_without_warnings(accuracies):
+    "A log scale has no zero: a model that gets every test digit right (tiny data) is charted, and nothing warns."
+    import warnings, matplotlib.pyplot as plt
+    from mnist_scratch.report import plot_results
+    res = dict(experiments={k: dict(accuracy=a, history=[a/2, a]) for k, a in zip(('linear-ce', 'mlp'), accuracies)})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        figs = plot_results(res)
+    left, right = figs[0].axes[0].get_xlim()
+    assert 0 < left < right and len(figs) == 2
+    for f in figs: plt.close(f)
