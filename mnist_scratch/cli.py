@@ -244,7 +244,8 @@ def run_cache(args):
 
 def predict_images(models, images):
     "Per image file: `{'image': name, 'predictions': {model id: [[digit, probability], x3]}}` or `{..., 'error': why}`."
-    from mnist_scratch.handwriting import open_image, to_mnist, predict
+    from mnist_scratch.pictures import open_image
+    from mnist_scratch.handwriting import to_mnist, predict
     from mnist_scratch.files import MnistDataError
     out = []
     for fn in images:

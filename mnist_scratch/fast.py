@@ -12,7 +12,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .data import stack_xy
-from .machine import cpu_name # its home is appendix 94a; notebook 06_building_blocks still imports it from here
 
 # %% ../nbs/94_fast.ipynb #47a52fb8
 class Batches:

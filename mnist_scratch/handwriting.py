@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from .files import MnistDataError, printable
 from .models import RETRAIN
-from .pictures import NoDigitError, open_image, as_grey # reading any picture: appendix 95
+from .pictures import NoDigitError, as_grey # reading any picture: appendix 95
 
 # %% ../nbs/07_your_digits.ipynb #9772ec65
 def border(x): return torch.cat([x[0], x[-1], x[:, 0], x[:, -1]])

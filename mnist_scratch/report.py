@@ -10,7 +10,7 @@ __all__ = ['SCHEMA', 'READS', 'json_text', 'git_commit', 'new_results', 'ran_rec
 import dataclasses, datetime, io, json, math, re, stat, subprocess
 from pathlib import Path
 import mnist_scratch
-from .files import MnistDataError, open_regular, printable, say, shown, warn, write_atomic, _lmode, progress_shown
+from .files import MnistDataError, open_regular, printable, warn, write_atomic, _lmode, progress_shown
 from .sources import SOURCES, find_mnist, load_mnist
 from .machine import machine, machine_line
 from .baseline import plot_curves

@@ -1,6 +1,6 @@
 import gc
 gc.disable() # while PyTorch and the rest are imported (see below): 0.3 to 0.5 s of CPU fewer
-import ast, functools, importlib, io, itertools, os, random, re, shutil, subprocess, sys, types, warnings, pytest
+import ast, contextlib, functools, http.server, importlib, io, itertools, os, random, re, shutil, subprocess, sys, threading, types, warnings, pytest
 from pathlib import Path
 
 # The environment as the user or CI set it (the real data, the cache), captured before any test changes it.
@@ -27,8 +27,14 @@ def pytest_sessionstart(session):
     gc.freeze()
 
 def pytest_sessionfinish(session):
-    # Widgets that tests made (the drawing pad) close themselves when Python deletes them at exit, too late to import
-    # what closing needs: close them while Python still runs, so that a run ends without "Exception ignored in Widget.__del__".
+    close_widgets()
+    # On its way out Python collects garbage once more, through every object: 1 s with PyTorch and torch._dynamo loaded,
+    # 0.2 s with them frozen. `make test-fast` waits for both of its processes to end.
+    gc.freeze()
+
+def close_widgets():
+    "Close the widgets that tests made (the drawing pad), so that a run ends without \"Exception ignored in Widget.__del__\"."
+    # they close themselves when Python deletes them at exit, too late to import what closing needs
     widgets = sys.modules.get('ipywidgets')
     if widgets is None: return
     for w in list(widgets.widgets.widget._instances.values()):
@@ -49,6 +55,28 @@ def cli_code(*args):
     from mnist_scratch.cli import main
     try: return main([str(a) for a in args])
     except SystemExit as e: return e.code # argparse: usage errors (2) and --help (0)
+
+class Answers(http.server.BaseHTTPRequestHandler):
+    "Answers each GET from the server's `routes` (path -> (status, body, whether to send Content-Length)), else 404."
+    def do_GET(self):
+        self.server.asked.append(self.path)
+        status, body, length = self.server.routes.get(self.path, (404, b'not found', True))
+        self.send_response(status)
+        if length: self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        try: self.wfile.write(body)
+        except OSError: pass # the client stopped reading (over a cap): expected
+    def log_message(self, *args): pass
+
+@contextlib.contextmanager
+def local_server(routes):
+    "A web server on this machine in GitHub's place, answering `routes` until the block ends: its `url` and the paths `asked`."
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Answers)
+    server.routes, server.asked = routes, []
+    # it looks for `shutdown` every 10 ms: the default half second was most of test_records' time
+    threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.01), daemon=True).start()
+    try: yield types.SimpleNamespace(url=f'http://127.0.0.1:{server.server_port}', asked=server.asked)
+    finally: server.shutdown(); server.server_close()
 
 def digit_image(d, i=0):
     "A 28x28 uint8 image for digit `d`: a bright bar at rows 2d..2d+2, with a little noise from `i`."
@@ -167,11 +195,12 @@ def pytest_collection_finish(session):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     "Import the modules a test names in `@pytest.mark.imports(...)` before its fixtures, so before the state below is captured."
-    for mark in item.iter_markers('imports'):
-        for name in mark.args:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore') # fastai's import warns about torch.jit.script and a pandas option: not ours to fix
-                importlib.import_module(name)
+    new = [name for mark in item.iter_markers('imports') for name in mark.args if name not in sys.modules]
+    for name in new:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore') # fastai's import warns about torch.jit.script and a pandas option: not ours to fix
+            importlib.import_module(name)
+    if new: gc.freeze() # what they imported lives to the end, as what collection imported (above)
 
 def numpy_rng_state():
     "The words and position of NumPy's global Mersenne Twister, as bytes: any draw changes them (a copy, not 80 us of `np.random.get_state()`)."
@@ -196,15 +225,12 @@ def pytest_configure(config):
 def leaves_no_global_state(request):
     "Fail a test after which the global RNGs, the warning filters or format, or denormal flushing are not as before."
     import numpy as np, torch
-    if request.node.get_closest_marker('global_rng'):
-        with torch.random.fork_rng(): # the test's own random data: restored, not checked
-            state = random.getstate(), np.random.get_state()
-            yield
-            random.setstate(state[0]); np.random.set_state(state[1])
-        return
+    # a test marked `global_rng` draws its own data from the global generators: they are put back after it, not checked
+    rngs = request.node.get_closest_marker('global_rng') and (torch.get_rng_state(), random.getstate(), np.random.get_state())
     # a copy of sys.modules, not a set of its names: a third of the time, and the names only matter when the test fails
     modules, before = sys.modules.copy(), global_state()
     yield
+    if rngs: torch.set_rng_state(rngs[0]); random.setstate(rngs[1]); np.random.set_state(rngs[2])
     if 'fastai' in sys.modules and 'fastai' not in modules: # whatever else it changed, fastai's import always does
         pytest.fail("the test imported fastai: mark it @pytest.mark.imports('fastai.vision.all'), so that the import is not taken "
                     "for a change the test made", pytrace=False)
@@ -214,3 +240,19 @@ def leaves_no_global_state(request):
         new = sorted({m.split('.')[0] for m in sys.modules.keys() - modules.keys()})
         assert not changed, f'the test left global state changed: {changed}' + (
             f' (it imported {", ".join(new)} for the first time: if an import made the change, name it in @pytest.mark.imports)' if new else '')
+
+@pytest.hookimpl(tryfirst=True) # before pytest-xdist's own
+def pytest_xdist_make_scheduler(config, log):
+    "`--dist loadfile` (a file to each process in turn), with the files that import torch._dynamo (1.3 s) all sent to one."
+    if config.getvalue('dist') != 'loadfile': return None
+    from xdist.scheduler import LoadFileScheduling
+    class DynamoFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            file = super()._split_scope(nodeid)
+            return 'torch._dynamo' if imports_dynamo(file) else file
+    return DynamoFilesTogether(config, log)
+
+@functools.cache
+def imports_dynamo(file):
+    "Whether a test file marks tests `@pytest.mark.imports('torch._dynamo')` (the controlling process imports no test file)."
+    return "imports('torch._dynamo')" in (ROOT/file).read_text()

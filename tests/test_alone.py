@@ -10,9 +10,9 @@ Creating that environment downloads PyTorch (minutes), so it is kept between run
 the install cell installs it again); MNIST_SCRATCH_FRESH_VENV=1 makes a new one every time, as CI does. Cells marked
 `#| slow` (seed spreads: many trainings) are left out, as nbdev_test leaves them out; MNIST_SCRATCH_ALONE_SLOW=1 runs them.
 A notebook alone reads the saved runs (06_full_run.json, ...) from GitHub; here a local server serves nbs/ in its place."""
-import configparser, functools, hashlib, http.server, json, os, re, shutil, subprocess, sys, threading, time, types, zipfile, pytest
+import configparser, hashlib, json, os, re, shutil, subprocess, sys, time, types, zipfile, pytest
 from pathlib import Path
-from conftest import ROOT, REAL_DATA
+from conftest import ROOT, REAL_DATA, local_server
 
 CFG = configparser.ConfigParser(delimiters=['='])
 CFG.read(ROOT/'settings.ini', encoding='utf-8')
@@ -109,19 +109,10 @@ def wheel_requirements(whl):
         meta = z.read(next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))).decode()
     return sorted(l for l in meta.splitlines() if l.startswith('Requires-Dist:') and 'extra ==' not in l)
 
-class Served(http.server.SimpleHTTPRequestHandler):
-    "nbs/ as GitHub's raw files serve it to a notebook alone, each path asked for noted in `asked`."
-    asked = []
-    def do_GET(self): Served.asked.append(self.path); super().do_GET()
-    def log_message(self, *args): pass
-
 @pytest.fixture(scope='session')
 def records():
-    "A local server in GitHub's place for the saved runs a notebook alone reads (`MNIST_SCRATCH_RECORDS_URL`): its URL."
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Served, directory=str(ROOT/'nbs')))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{server.server_port}'
-    server.shutdown(); server.server_close()
+    "A local server in GitHub's place for the saved runs a notebook alone reads (`MNIST_SCRATCH_RECORDS_URL`): its url, the paths asked."
+    with local_server({f'/{f.name}': (200, f.read_bytes(), True) for f in (ROOT/'nbs').glob('*.json*')}) as server: yield server
 
 @pytest.fixture(scope='session')
 def fresh(tmp_path_factory, records):
@@ -159,9 +150,9 @@ def fresh(tmp_path_factory, records):
     env = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'VIRTUAL_ENV', 'JUPYTER', 'MNIST_SCRATCH', 'FASTAI'))}
     env.update(PATH=f"{venv/'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), JUPYTER_PREFER_ENV_PATH='1',
                MNIST_SCRATCH_DATA=REAL_DATA, MNIST_SCRATCH_CACHE=str(tmp/'cache'), FASTAI_HOME=str(tmp/'fastai'),
-               MNIST_SCRATCH_RECORDS_URL=records) # the saved runs from the local server, as from GitHub
+               MNIST_SCRATCH_RECORDS_URL=records.url) # the saved runs from the local server, as from GitHub
     (tmp/'runner.py').write_text(RUNNER)
-    return types.SimpleNamespace(py=py, venv=venv, whl=whl, env=env, tmp=tmp)
+    return types.SimpleNamespace(py=py, venv=venv, whl=whl, env=env, tmp=tmp, asked=records.asked)
 
 def run_alone(fresh, nb_cells, name):
     "Run a notebook made of `nb_cells`, alone in an empty folder, in the fresh environment: (seconds, error, outputs)."
@@ -213,7 +204,7 @@ def test_notebook_runs_alone(nb, installed):
     if not os.environ.get('MNIST_SCRATCH_ALONE_SLOW'): # the cells marked `#| slow` (seed spreads: many trainings) are left out, as nbdev_test does
         book.cells = [c for c in book.cells if not (c.cell_type == 'code' and re.search(r'^#\|\s*slow\b', c.source, re.M))]
     book.cells.append(nbformat.v4.new_code_cell(CHECK)) # which package the notebook ran on
-    Served.asked.clear()
+    installed.asked.clear()
     secs, err, out = run_alone(installed, book.cells, nb.stem)
     print(f'\n{nb.name}: {secs:.0f} s{" FAILED" if err else ""}')
     assert not err, f'{nb.name}: {err}'
@@ -221,4 +212,4 @@ def test_notebook_runs_alone(nb, installed):
     assert first.outputs == [] # the package is there: the install cell did nothing
     where = out.cells[-1].outputs[0]['text'].split()[1]
     assert Path(where).is_relative_to(installed.venv) # the installed wheel, not this checkout
-    assert {Path(p).name for p in Served.asked} == READS.get(nb.stem, set()) # read online, none beside it
+    assert {Path(p).name for p in installed.asked} == READS.get(nb.stem, set()) # read online, none beside it

@@ -11,12 +11,9 @@ from mnist_scratch.mlp import init_mlp_params, simple_neural_net
 from mnist_scratch.sources import load_mnist
 from mnist_scratch.training import seeded, train_epoch
 
-pytestmark = pytest.mark.timeout(60)
+# an optimizer's first step imports torch._dynamo, which adds warning filters: imported before the state is taken
+pytestmark = [pytest.mark.timeout(60), pytest.mark.imports('torch._dynamo')]
 
-# An optimizer's first step and `torch.testing` import more of PyTorch (torch._dynamo, sympy), which adds warning filters:
-# take both once here, at collection, so that `leaves_no_global_state` sees only what each test does.
-_p = nn.Parameter(torch.zeros(1))
-_p.sum().backward(); torch.optim.SGD([_p], 0.1).step(); torch.testing.assert_close(_p, _p)
 
 def data(n, seed=0):
     "`n` random 784-pixel images with random labels, from their own generator."

@@ -1,7 +1,6 @@
 "Every exercise check: the solution passes, a blank cell and the usual mistakes fail with a sentence, never a traceback."
 import pytest, torch
 from torch import nn
-import torch.nn.functional as F
 from mnist_scratch import exercises as ex
 
 # an optimizer's first step imports torch._dynamo, which adds warning filters: imported before the state is taken
@@ -144,7 +143,7 @@ def test_every_hint_points_to_a_section_that_exists(capsys):
 
 # --- the exercises in the notebooks, their solutions, and the clean notebooks ---
 
-import contextlib, io, json, re, runpy, sys
+import contextlib, io, json, re, sys
 from pathlib import Path
 ROOT = Path(__file__).parent.parent
 

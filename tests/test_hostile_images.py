@@ -5,7 +5,8 @@ from PIL import Image
 from mnist_scratch import models
 from mnist_scratch.files import MnistDataError
 from mnist_scratch.models import TrainedModel, load_model, load_models, resnet18_model
-from mnist_scratch.handwriting import open_image, to_mnist, as_grey, NoDigitError, predict, prediction_lines
+from mnist_scratch.pictures import open_image, as_grey, NoDigitError
+from mnist_scratch.handwriting import to_mnist, predict, prediction_lines
 from mnist_scratch.canvas import strokes_image
 
 SEVEN = [[(50, 50), (230, 50), (110, 250)]] # the bar, then the stem: not the same turned or mirrored

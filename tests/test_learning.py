@@ -10,6 +10,9 @@ from mnist_scratch.losses import softmax, mnist_loss_softmax, cross_entropy_loss
 from mnist_scratch.training import run_linear
 from mnist_scratch.mlp import init_mlp_params, simple_neural_net, run_mlp
 
+# torch.optim.SGD's first use imports torch._dynamo, which adds warning filters: imported before the state is taken
+optimizer_imports = pytest.mark.imports('torch._dynamo')
+
 @pytest.fixture
 def logits():
     g = torch.Generator().manual_seed(0)
@@ -92,6 +95,7 @@ def test_accuracy_hand_count():
     assert validate_epoch(ident, None, DataLoader(list(zip(preds, y)), batch_size=4, generator=torch.Generator())) == pytest.approx(0.375)
 
 @pytest.mark.global_rng # init_params draws from the global generator
+@optimizer_imports
 def test_sgd_step_matches_torch_optim():
     torch.manual_seed(0)
     xb, yb = torch.rand(8, 784), torch.randint(0, 10, (8,))
@@ -183,6 +187,7 @@ def test_by_columns_trains_the_same_model():
     assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(p1, p2))
 
 @pytest.mark.global_rng # init_params and nn.Linear draw from the global generator
+@optimizer_imports
 @pytest.mark.parametrize('bs', [64, 100]) # 64: 500 images end with a batch of 52, whose mean must use its own size
 def test_hand_gradient_epoch_matches_autograd_and_torch_optim(bs):
     "linear_ce_epoch takes the same steps as nn.Linear + F.cross_entropy + torch.optim.SGD, and returns the mean loss."

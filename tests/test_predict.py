@@ -1,7 +1,7 @@
 "`mnist-scratch predict` loads only what the models need: resnet18 rebuilt in plain PyTorch, without fastai or torchvision."
 import json, subprocess, sys, pytest, torch
 from conftest import ENTRY, write_png, digit_image
-from mnist_scratch.models import TrainedModel, save_model, load_model, resnet18_model, _resnet18
+from mnist_scratch.models import TrainedModel, save_model, load_model, resnet18_model
 
 def _trained_like(net, seed=1):
     "`net` with every weight and running statistic set to random numbers (as a trained net has), so no layer is a no-op."

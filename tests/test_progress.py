@@ -1,6 +1,5 @@
 "Progress in a log (stdout not a terminal: CI, `| tee`, nohup): where the data came from first, then extraction, decoding and each epoch."
-import io, re, tarfile, contextlib, pytest, torch
-import torch.nn.functional as F
+import re, tarfile, pytest
 from conftest import make_tiny_mnist
 from mnist_scratch.cli import main
 from mnist_scratch import files

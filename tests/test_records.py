@@ -1,41 +1,23 @@
 """The saved runs notebook 06 reads (appendix 94c's `saved_record`): beside the notebook, else from the repository on
 GitHub, here a local server in GitHub's place (`MNIST_SCRATCH_RECORDS_URL`). Every failure is one line naming the file
 and the URL, quickly, whatever the server does."""
-import configparser, functools, http.server, json, re, socket, subprocess, threading, time, urllib.request, pytest
-from pathlib import Path
-from conftest import ROOT
+import configparser, contextlib, json, re, socket, subprocess, time, urllib.request, pytest
+from conftest import ROOT, local_server
 from mnist_scratch.files import MnistDataError
 from mnist_scratch.resnet_runs import saved_record, fetch_record, records_url, resnet18_runs, RECORDS_URL, RECORD_CAP
 
 NBS = ROOT/'nbs'
 RECORDS = ['06_full_run.json', 'small_cnn_run.json', '91_seed_runs.jsonl'] # what notebook 06 reads
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    "Answers from `routes`: path -> (status, body, whether to send Content-Length); notes each path asked for."
-    def do_GET(self):
-        self.asked.append(self.path)
-        status, body, length = self.routes.get(self.path, (404, b'not found', True))
-        self.send_response(status)
-        if length: self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        try: self.wfile.write(body)
-        except OSError: pass # the client stopped reading (over the cap): expected
-    def log_message(self, *args): pass
-
 @pytest.fixture
 def serve(monkeypatch):
-    "`serve(routes)` starts a server answering `routes` and points `MNIST_SCRATCH_RECORDS_URL` at it: its list of paths asked."
-    servers = []
-    def start(routes):
-        asked = []
-        h = type('H', (Handler,), dict(routes=routes, asked=asked))
-        s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)
-        threading.Thread(target=s.serve_forever, kwargs=dict(poll_interval=0.05), daemon=True).start()
-        servers.append(s)
-        monkeypatch.setenv(RECORDS_URL, f'http://127.0.0.1:{s.server_port}/nbs')
-        return asked
-    yield start
-    for s in servers: s.shutdown(); s.server_close()
+    "`serve(routes)` starts a local server answering `routes` and points `MNIST_SCRATCH_RECORDS_URL` at it: the paths asked."
+    with contextlib.ExitStack() as servers:
+        def start(routes):
+            server = servers.enter_context(local_server(routes))
+            monkeypatch.setenv(RECORDS_URL, f'{server.url}/nbs')
+            return server.asked
+        yield start
 
 def files(*names, prefix='/nbs/'): return {prefix + n: (200, (NBS/n).read_bytes(), True) for n in names}
 
@@ -115,7 +97,7 @@ def test_invalid_json_online(serve, tmp_path, body):
     serve({'/nbs/small_cnn_run.json': (200, body, True), '/nbs/91_seed_runs.jsonl': (200, b'{"a": 1}\n' + body, True)})
     for name in ('small_cnn_run.json', '91_seed_runs.jsonl'):
         if name.endswith('.jsonl') and body == b'': continue # an empty last line is no line: the file is valid
-        msg = one_line_error(lambda: saved_record(name, tmp_path), f'{name} from http://127.0.0.1:', 'not valid JSON')
+        one_line_error(lambda: saved_record(name, tmp_path), f'{name} from http://127.0.0.1:', 'not valid JSON')
 
 @pytest.mark.timeout(10)
 def test_invalid_json_beside_names_the_file(tmp_path):

@@ -51,6 +51,6 @@ def test_readme_chart_is_the_one_notebook_90_drew():
 
 def test_widgets_render_in_jupyterlab_4():
     "Notebook 07's canvas needs ipywidgets 8 (jupyterlab_widgets 3); fastbook's pin would give 7, which renders nothing."
-    import ipywidgets, ipycanvas
+    import ipywidgets, ipycanvas # noqa: F401 (both installed)
     from importlib.metadata import version
     assert int(ipywidgets.__version__.split('.')[0]) == 8 and version('jupyterlab_widgets').startswith('3.')

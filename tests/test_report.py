@@ -1,5 +1,5 @@
 "A run of some experiments keeps the others in results.json and results.md, each marked with the run it came from; or says it replaced them."
-import json, shutil, pytest
+import json, pytest
 from conftest import make_tiny_mnist
 from mnist_scratch.cli import main
 import mnist_scratch

@@ -75,6 +75,7 @@ def test_resnet18_same_seed_same_numbers(tiny):
     assert a.history == b.history and a.loss == b.loss and a.confusion == b.confusion
 
 @pytest.mark.global_rng # the test's own data, and nn.Conv2d draws its weights from the global generator
+@pytest.mark.imports('sympy') # `backward(gradient)` imports it (through torch.fx), and its import adds a warning filter
 @pytest.mark.parametrize('size', [1, 2, 5])
 def test_center_conv_is_the_same_convolution(size):
     "On any image size, outputs and gradients (input and all nine weights) match PyTorch's own convolution."

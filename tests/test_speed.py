@@ -7,12 +7,9 @@ from mnist_scratch.bench import bench_small_cnn, bench_table
 from mnist_scratch.sources import MnistData
 from mnist_scratch.speedrun import speed_cnn, forward_flops, warmup_decay, keep_freed_memory, speedrun, runs_table, main
 
-pytestmark = pytest.mark.timeout(60)
+# an optimizer's first step imports torch._dynamo, which adds warning filters: imported before the state is taken
+pytestmark = [pytest.mark.timeout(60), pytest.mark.imports('torch._dynamo')]
 
-# An optimizer's first step imports more of PyTorch (torch._dynamo, sympy), which adds warning filters: take it once
-# here, at collection, so that `leaves_no_global_state` sees only what each test does (as test_blocks.py does).
-_p = nn.Parameter(torch.zeros(1))
-_p.sum().backward(); torch.optim.SGD([_p], 0.1).step()
 
 def bars(n, seed=0):
     "Ten stacks of `n` 28x28 images: digit `d` is a bright bar at rows 2d..2d+2 over faint noise."

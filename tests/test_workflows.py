@@ -1,6 +1,6 @@
 """Every shell step (`run:`) of the GitHub workflows, run here as GitHub runs it, on a fresh clone of the working tree:
 a broken step fails here, not first on GitHub. Steps that need the internet or hours are skipped, each saying why."""
-import configparser, os, shutil, subprocess, sys, pytest, yaml
+import configparser, os, shutil, subprocess, pytest, yaml
 from pathlib import Path
 from conftest import ROOT, make_tiny_mnist
 
