@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['TEMP_PREFIXES', 'MAX_PICKLE_BYTES', 'printable', 'shown', 'warn', 'MnistDataError', 'expanded', 'open_regular',
-           'remove_abandoned', 'write_atomic', 'build_folder', 'load_tensor_file', 'tensor_fits', 'progress_shown',
-           'say', 'Progress', 'progress']
+           'open_append', 'remove_abandoned', 'write_atomic', 'build_folder', 'load_tensor_file', 'tensor_fits',
+           'progress_shown', 'say', 'Progress', 'progress']
 
 # %% ../nbs/93a_files.ipynb #d7cb4027
-import contextlib, contextvars, os, pickle, re, shutil, stat, sys, tempfile, time, warnings, zipfile
+import contextlib, contextvars, errno, os, pickle, re, shutil, stat, sys, tempfile, time, warnings, zipfile
 from pathlib import Path
 
 import torch
@@ -60,6 +60,20 @@ def open_regular(fn, what):
         os.close(fd)
         raise MnistDataError(f"{fn}: is a {_KINDS.get(kind, 'folder' if kind == stat.S_IFDIR else 'special file')}, not {what}")
     return os.fdopen(fd, 'rb')
+
+# %% ../nbs/93a_files.ipynb #1890655e
+def open_append(fn, what):
+    "Open `fn` to append to (made if missing) at once if it is a regular file; a FIFO, device or folder is an error."
+    try: fd = os.open(fn, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0), 0o644)
+    except IsADirectoryError: raise MnistDataError(f"{fn}: is a folder, not {what}") from None
+    except OSError as e:
+        if e.errno == errno.ENXIO: raise MnistDataError(f"{fn}: is a FIFO, not {what}") from None # that no one reads: it would wait
+        raise MnistDataError(f"{fn}: cannot be written ({e.strerror or e})" + (': check its permissions' if isinstance(e, PermissionError) else '')) from None
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise MnistDataError(f"{fn}: is a {_KINDS.get(kind, 'special file')}, not {what}")
+    return os.fdopen(fd, 'a', encoding='utf-8')
 
 # %% ../nbs/93a_files.ipynb #5e7a0b03
 def _lmode(p):

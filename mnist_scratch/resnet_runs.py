@@ -168,24 +168,28 @@ def records_url():
     repo = d['settings']['git_url'].removeprefix('https://github.com/')
     return f"https://raw.githubusercontent.com/{repo}/{d['settings']['branch']}/nbs"
 
+class _TooLarge(Exception): "A saved run larger than the cap."
+
 def _get(url, timeout, cap):
-    "The body at `url`, or `None` if it is larger than `cap` bytes."
+    "The body at `url`; `_TooLarge` if it has more than `cap` bytes."
     with urllib.request.urlopen(url, timeout=timeout) as r:
-        if int(r.headers.get('Content-Length') or 0) > cap: return None # said too large: not read at all
+        if int(r.headers.get('Content-Length') or 0) > cap: raise _TooLarge # said too large: not read at all
         body = r.read(cap + 1)
-    return None if len(body) > cap else body
+    if len(body) > cap: raise _TooLarge
+    return body
 
 def fetch_record(name, timeout=10, cap=RECORD_CAP):
     "The saved run `name` read from `records_url()` in memory within `timeout` seconds, or one line saying why not and what to do."
     url, got = f'{records_url()}/{name}', {}
     def get():
         try: got['body'] = _get(url, timeout, cap)
+        except _TooLarge: got['why'] = f'larger than {cap:,} bytes'
         except urllib.error.HTTPError as e: got['why'] = f'HTTP {e.code} {e.reason}'
         except urllib.error.URLError as e: got['why'] = str(e.reason)
         except Exception as e: got['why'] = f'{type(e).__name__}: {e}' # a broken answer: whatever it is, the same one line
     t = threading.Thread(target=get, daemon=True) # the whole read bounded, name lookup included: never a hang
     t.start(); t.join(timeout)
-    why = 'no answer in time' if t.is_alive() else got.get('why') or (got.get('body') is None and f'larger than {cap:,} bytes')
+    why = 'no answer in time' if t.is_alive() else got.get('why')
     if why: raise MnistDataError(f"{name} is not beside this notebook and could not be read from {url} ({why}): "
                                  "download it into the notebook's folder, or run the notebook from a clone of the repository")
     return got['body']

@@ -195,7 +195,7 @@ def help_of(*cmd, capsys):
 @pytest.mark.timeout(30)
 def test_each_help_gives_the_environment_and_exit_codes_that_apply(capsys):
     "Each command's help names the variables and exit codes that apply to it, and what takes long."
-    top, predict, listing, cache, reproduce, bench = (help_of(*c, capsys=capsys) for c in ((), ('predict',), ('list',), ('cache',), ('reproduce',), ('bench',)))
+    top, predict, listing, cache, reproduce, bench, speedrun = (help_of(*c, capsys=capsys) for c in ((), ('predict',), ('list',), ('cache',), ('reproduce',), ('bench',), ('speedrun',)))
     for text in (predict, listing):
         assert 'environment variables' not in text and 'MNIST_SCRATCH' not in text and 'results.json' not in text
         assert '130  interrupted (Ctrl-C)\n' in text and '141 ' in text
@@ -205,7 +205,8 @@ def test_each_help_gives_the_environment_and_exit_codes_that_apply(capsys):
     assert '130  interrupted (Ctrl-C); results.json keeps the experiments that finished' in reproduce
     assert 'or an experiment diverged' in reproduce
     assert 'resnet18 included' in ' '.join(reproduce.split()) and 'trains resnet18' in ' '.join(bench.split())
-    for text in (top, reproduce, bench):
+    assert '99% in seconds' in top and 'the --save file cannot be used' in ' '.join(speedrun.split())
+    for text in (top, reproduce, bench, speedrun):
         assert all(s in text for s in ('MNIST_SCRATCH_DATA', 'MNIST_SCRATCH_CACHE', 'exit codes', '130'))
 
 # --- 13. names from files and models reach the terminal escaped ---

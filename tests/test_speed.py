@@ -1,11 +1,12 @@
 "The speed run (appendix 94b) and the small CNN's row of the benchmark (notebook 91), on tiny synthetic data."
-import platform, subprocess, sys
+import json, os, platform
 import pytest, torch
 from torch import nn
 from mnist_scratch.blocks import small_cnn
 from mnist_scratch.bench import bench_small_cnn, bench_table
 from mnist_scratch.sources import MnistData
-from mnist_scratch.speedrun import speed_cnn, forward_flops, warmup_decay, keep_freed_memory, speedrun, runs_table, main
+from mnist_scratch.speedrun import speed_cnn, forward_flops, warmup_decay, keep_freed_memory, speedrun, runs_table, step_faults, ALLOCATION_STEPS
+from conftest import cli_code
 
 # an optimizer's first step imports torch._dynamo, which adds warning filters: imported before the state is taken
 pytestmark = [pytest.mark.timeout(60), pytest.mark.imports('torch._dynamo')]
@@ -52,26 +53,16 @@ def test_stride_two_keeps_what_pooling_would_see():
     full, strided = torch.nn.functional.conv2d(x, w, padding=2), torch.nn.functional.conv2d(x, w, stride=2, padding=2)
     assert strided.shape == (3, 32, 7, 7) and torch.allclose(strided, full[..., ::2, ::2], atol=1e-4)
 
-STEPS = """
-import ctypes, resource
-libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p; libc.free.argtypes = [ctypes.c_void_p]
-before, sizes = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, [n << 20 for n in (4, 4, 2, 2, 1, 1)]
-for step in range(10):
-    blocks = [libc.malloc(n) for n in sizes]
-    for p, n in zip(blocks, sizes): ctypes.memset(p, 1, n)
-    for p in blocks: libc.free(p)
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-"""
+SMALL = dict(steps=10, sizes=(4, 4, 2, 2, 1, 1)) # 14 MB a step
 ONE_STEP = 14 << 20 >> 12 # pages of one step's blocks
 
 @pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason="glibc's malloc only")
-def test_keep_freed_memory_stops_the_refaulting():
+def test_keep_freed_memory_stops_the_refaulting(capsys):
     "Ten steps of 14 MB: by default every step's pages are faulted in again; once kept, about one step's."
-    plain = subprocess.run([sys.executable, '-c', STEPS + 'print(faults)'], capture_output=True, text=True, check=True)
-    assert int(plain.stdout) > 5*ONE_STEP # the pattern shows the problem in a fresh process
+    assert step_faults(False, **SMALL) > 5*ONE_STEP # the pattern shows the problem in a fresh process
     assert keep_freed_memory() is True
-    scope = {}; exec(STEPS, scope)
-    assert scope['faults'] < 2*ONE_STEP
+    exec(ALLOCATION_STEPS.format(setup='', **SMALL), {}) # here, where it is now set
+    assert int(capsys.readouterr().out) < 2*ONE_STEP
 
 def test_warmup_then_linear_decay():
     f = [warmup_decay(s, 50) for s in range(50)]
@@ -98,19 +89,45 @@ def test_runs_table():
     assert lines[1].split() == ['0', '99.10%', '8.00', '16.00', '1000', '0.5'] and lines[2].split()[1] == '98.90%'
     assert lines[-1].startswith('mean 99.00% (lowest 98.90%) in 9.00 s (CPU 18.00 s)')
 
-def test_main_on_a_folder(tiny, capsys):
-    "`python -m mnist_scratch.speedrun`: one line per seed, the summary, and the load before and after."
-    runs = main(['--seeds', '2', '--epochs', '1', '--data', str(tiny)])
+def test_command_on_a_folder(tiny, capsys):
+    "`mnist-scratch speedrun`: one line per seed, the summary, and the load before and after."
+    assert cli_code('speedrun', '--seeds', '2', '--epochs', '1', '--data', tiny) == 0
     out = capsys.readouterr().out.splitlines()
-    assert [r['seed'] for r in runs] == [0, 1] and out[0].startswith('machine: ') and 'load before' in out[0]
+    assert out[0].startswith('machine: ') and 'load before' in out[0]
     assert out[1] == 'speed_cnn(16, 32, 5): 1 epoch, batches of 256, lr 0.7'
     assert [l.split()[0] for l in out[3:5]] == ['0', '1'] and out[5].startswith('mean ') and out[6].startswith('load after')
 
-def test_main_options(tiny, capsys):
-    "A smaller network from the command line: its parameters are what `speed_cnn` makes of them."
-    runs = main(['--seeds', '1', '--epochs', '1', '--bs', '16', '--channels', '8', '12', '--ks', '3', '--no-pool', '--data', str(tiny)])
-    assert runs[0]['bs'] == 16 and capsys.readouterr().out.splitlines()[1].startswith('speed_cnn(8, 12, 3, pool=False): 1 epoch, batches of 16')
-    assert (runs[0]['channels'], runs[0]['ks'], runs[0]['pool']) == ([8, 12], 3, False) # saved with each run
+def test_command_options_and_save(tiny, tmp_path, capsys):
+    "A smaller network from the command line, each run appended to --save with what `speed_cnn` was given."
+    (tmp_path/'runs.jsonl').write_text('{"earlier": 1}\n')
+    args = ['--seeds', '1', '--epochs', '1', '--bs', '16', '--channels', '8', '12', '--ks', '3', '--no-pool', '--data', tiny]
+    assert cli_code('speedrun', *args, '--save', tmp_path/'runs.jsonl') == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith('speed_cnn(8, 12, 3, pool=False): 1 epoch, batches of 16')
+    earlier, run = [json.loads(l) for l in (tmp_path/'runs.jsonl').read_text().splitlines()]
+    assert earlier == {'earlier': 1} and (run['bs'], run['channels'], run['ks'], run['pool']) == (16, [8, 12], 3, False)
+
+@pytest.mark.timeout(10) # a FIFO opened to write waits for a reader: it must not
+@pytest.mark.parametrize('where, says', [('folder', 'is a folder, not a file to append runs to'),
+                                         ('fifo', 'is a FIFO, not a file to append runs to'),
+                                         ('missing/runs.jsonl', 'cannot be written (No such file or directory)')])
+def test_save_that_cannot_be_written_fails_before_training(tiny, tmp_path, capsys, monkeypatch, where, says):
+    (tmp_path/'folder').mkdir(); os.mkfifo(tmp_path/'fifo')
+    monkeypatch.setattr('mnist_scratch.speedrun.speedrun', lambda *a, **k: pytest.fail('trained before checking --save'))
+    assert cli_code('speedrun', '--seeds', '1', '--data', tiny, '--save', tmp_path/where) == 1
+    assert capsys.readouterr().err.splitlines() == [f'mnist-scratch: error: {tmp_path/where}: {says}']
+
+@pytest.mark.parametrize('args, says', [(['--ks', '4'], "invalid choice: 4 (choose from 1, 3, 5, 7)"),
+                                        (['--channels', '8', '0'], 'must be a finite number greater than 0, got 0'),
+                                        (['--channels', '8', '100000'], 'must be at most 512, got 100000'),
+                                        (['--lr', '1e38'], 'must be at most 1e+37, got 1e38'),
+                                        (['--seeds', '-1'], 'must be a finite number greater than 0, got -1')])
+def test_bad_options_are_usage_errors(args, says, capsys):
+    assert cli_code('speedrun', *args) == 2
+    assert says in capsys.readouterr().err
+
+def test_bad_data_is_one_line(tmp_path, capsys):
+    assert cli_code('speedrun', '--data', tmp_path/'none') == 1
+    assert capsys.readouterr().err.splitlines() == [f'mnist-scratch: error: {tmp_path/"none"}: no such file or folder']
 
 def fake_res(small_cnn=None):
     e = dict(post=1., ours=.5, post_torch_dataloader=.8, ours_autograd=.6, matmul_floor=.1, acc_post=.9, acc_ours=.9,
