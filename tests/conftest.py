@@ -241,7 +241,7 @@ def leaves_no_global_state(request):
         assert not changed, f'the test left global state changed: {changed}' + (
             f' (it imported {", ".join(new)} for the first time: if an import made the change, name it in @pytest.mark.imports)' if new else '')
 
-@pytest.hookimpl(tryfirst=True) # before pytest-xdist's own
+@pytest.hookimpl(tryfirst=True, optionalhook=True) # before pytest-xdist's own; a hook only pytest-xdist knows
 def pytest_xdist_make_scheduler(config, log):
     "`--dist loadfile` (a file to each process in turn), with the files that import torch._dynamo (1.3 s) all sent to one."
     if config.getvalue('dist') != 'loadfile': return None
