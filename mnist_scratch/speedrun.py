@@ -58,7 +58,7 @@ def keep_freed_memory(limit=32 << 20):
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3 # from glibc's malloc.h; 32 MB is the most M_MMAP_THRESHOLD takes
     return libc.mallopt(M_MMAP_THRESHOLD, limit) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2*limit) == 1
 
-# %% ../nbs/94b_speedrun.ipynb #0839de35
+# %% ../nbs/94b_speedrun.ipynb #cc32ffc5
 ALLOCATION_STEPS = '''
 import ctypes, resource
 libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p; libc.free.argtypes = [ctypes.c_void_p]
