@@ -195,14 +195,14 @@ def run_speedrun(args):
     from mnist_scratch.machine import machine, machine_line
     from mnist_scratch.sources import load_mnist
     from mnist_scratch.speedrun import speed_cnn, run_seeds, runs_table, runs_file
-    if args.save: runs_file(args.save).close() # before any work: a file that cannot be written fails at once
-    data = load_mnist(args.data, show_progress=False)
-    print(f"machine: {machine_line(machine())}; torch threads: {torch.get_num_threads()}; load before: {os.getloadavg()[0]:.1f}", flush=True)
     (c1, c2), ks, pool = args.channels, args.ks, args.pool
-    print(f"speed_cnn({c1}, {c2}, {ks}{'' if pool else ', pool=False'}): {args.epochs} epoch{'s'*(args.epochs != 1)}, "
-          f"batches of {args.bs}, lr {args.lr}", flush=True)
-    runs = run_seeds(data, range(args.seeds), args.save, tag=dict(channels=[c1, c2], ks=ks, pool=pool), epochs=args.epochs,
-                     bs=args.bs, lr=args.lr, make=lambda: speed_cnn(c1, c2, ks, pool))
+    with runs_file(args.save) if args.save else contextlib.nullcontext() as save: # before any work: a bad file fails at once
+        data = load_mnist(args.data, show_progress=False)
+        print(f"machine: {machine_line(machine())}; torch threads: {torch.get_num_threads()}; load before: {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"speed_cnn({c1}, {c2}, {ks}{'' if pool else ', pool=False'}): {args.epochs} epoch{'s'*(args.epochs != 1)}, "
+              f"batches of {args.bs}, lr {args.lr}", flush=True)
+        runs = run_seeds(data, range(args.seeds), save, tag=dict(channels=[c1, c2], ks=ks, pool=pool), epochs=args.epochs,
+                         bs=args.bs, lr=args.lr, make=lambda: speed_cnn(c1, c2, ks, pool))
     print(runs_table(runs))
     print(f"load after: {os.getloadavg()[0]:.1f}")
     return 0

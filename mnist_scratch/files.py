@@ -49,31 +49,31 @@ def expanded(p, name=None # the environment variable `p` came from, for the mess
 # %% ../nbs/93a_files.ipynb #ed11dbe5
 _KINDS = {stat.S_IFIFO: 'FIFO', stat.S_IFCHR: 'device', stat.S_IFBLK: 'device', stat.S_IFSOCK: 'socket'}
 
-def open_regular(fn, what):
-    "Open `fn` for reading at once if it is a regular file; a FIFO, device or folder (which could block, or never end) is an error."
-    try: fd = os.open(fn, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0)) # a FIFO must not wait for a writer
-    except FileNotFoundError: raise # each caller says in its own words what was missing
+def _open_now(fn, flags, what, doing):
+    "`os.open` of `fn` with `flags`, never waiting (a FIFO would wait for its other end): a regular file's descriptor, else an error."
+    try: fd = os.open(fn, flags | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0), 0o644)
+    except FileNotFoundError:
+        if flags & os.O_CREAT: raise MnistDataError(f"{fn}: cannot be {doing} (its folder does not exist)") from None
+        raise # each reader says in its own words what was missing
+    except IsADirectoryError: raise MnistDataError(f"{fn}: is a folder, not {what}") from None
     except OSError as e:
-        raise MnistDataError(f"{fn}: cannot be read ({e.strerror or e})" + (': check its permissions' if isinstance(e, PermissionError) else '')) from None
+        if e.errno == errno.ENXIO: # a FIFO opened to write with no reader, or a socket
+            raise MnistDataError(f"{fn}: is a {_KINDS.get(stat.S_IFMT(os.stat(fn).st_mode), 'special file')}, not {what}") from None
+        raise MnistDataError(f"{fn}: cannot be {doing} ({e.strerror or e})" + (': check its permissions' if isinstance(e, PermissionError) else '')) from None
     kind = stat.S_IFMT(os.fstat(fd).st_mode)
     if kind != stat.S_IFREG:
         os.close(fd)
         raise MnistDataError(f"{fn}: is a {_KINDS.get(kind, 'folder' if kind == stat.S_IFDIR else 'special file')}, not {what}")
-    return os.fdopen(fd, 'rb')
+    return fd
+
+def open_regular(fn, what):
+    "Open `fn` for reading at once if it is a regular file; a FIFO, device or folder (which could block, or never end) is an error."
+    return os.fdopen(_open_now(fn, os.O_RDONLY, what, 'read'), 'rb')
 
 # %% ../nbs/93a_files.ipynb #1890655e
 def open_append(fn, what):
     "Open `fn` to append to (made if missing) at once if it is a regular file; a FIFO, device or folder is an error."
-    try: fd = os.open(fn, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0), 0o644)
-    except IsADirectoryError: raise MnistDataError(f"{fn}: is a folder, not {what}") from None
-    except OSError as e:
-        if e.errno == errno.ENXIO: raise MnistDataError(f"{fn}: is a FIFO, not {what}") from None # that no one reads: it would wait
-        raise MnistDataError(f"{fn}: cannot be written ({e.strerror or e})" + (': check its permissions' if isinstance(e, PermissionError) else '')) from None
-    kind = stat.S_IFMT(os.fstat(fd).st_mode)
-    if kind != stat.S_IFREG:
-        os.close(fd)
-        raise MnistDataError(f"{fn}: is a {_KINDS.get(kind, 'special file')}, not {what}")
-    return os.fdopen(fd, 'a', encoding='utf-8')
+    return os.fdopen(_open_now(fn, os.O_WRONLY | os.O_APPEND | os.O_CREAT, what, 'written'), 'a', encoding='utf-8')
 
 # %% ../nbs/93a_files.ipynb #5e7a0b03
 def _lmode(p):

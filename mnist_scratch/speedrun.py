@@ -7,7 +7,7 @@ __all__ = ['ALLOCATION_STEPS', 'speed_cnn', 'forward_flops', 'warmup_decay', 'ke
            'runs_file', 'run_seeds', 'runs_table']
 
 # %% ../nbs/94b_speedrun.ipynb #a675ec53
-import contextlib, ctypes, json, os, statistics, subprocess, sys, time
+import ctypes, json, os, statistics, subprocess, sys, time
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -113,13 +113,12 @@ def runs_file(fn):
     return open_append(fn, 'a file to append runs to')
 
 def run_seeds(data, seeds=range(5), save=None, tag=None, **kwargs):
-    "`speedrun` from each of `seeds`, each result with the machine's load before it and `tag` (and appended to the file `save`)."
+    "`speedrun` from each of `seeds`, each result with the machine's load before it and `tag` (and appended to `save`, a `runs_file`)."
     runs = []
-    with runs_file(save) if save else contextlib.nullcontext() as f:
-        for seed in seeds:
-            load = os.getloadavg()[0]
-            runs.append(dict(speedrun(data, seed, **kwargs), load=load, machine=machine_line(machine()), **(tag or {})))
-            if f: f.write(json.dumps(runs[-1], allow_nan=False) + '\n'); f.flush() # each run kept as it ends
+    for seed in seeds:
+        load = os.getloadavg()[0]
+        runs.append(dict(speedrun(data, seed, **kwargs), load=load, machine=machine_line(machine()), **(tag or {})))
+        if save: save.write(json.dumps(runs[-1], allow_nan=False) + '\n'); save.flush() # each run kept as it ends
     return runs
 
 def runs_table(runs):

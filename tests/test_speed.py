@@ -109,7 +109,7 @@ def test_command_options_and_save(tiny, tmp_path, capsys):
 @pytest.mark.timeout(10) # a FIFO opened to write waits for a reader: it must not
 @pytest.mark.parametrize('where, says', [('folder', 'is a folder, not a file to append runs to'),
                                          ('fifo', 'is a FIFO, not a file to append runs to'),
-                                         ('missing/runs.jsonl', 'cannot be written (No such file or directory)')])
+                                         ('missing/runs.jsonl', 'cannot be written (its folder does not exist)')])
 def test_save_that_cannot_be_written_fails_before_training(tiny, tmp_path, capsys, monkeypatch, where, says):
     (tmp_path/'folder').mkdir(); os.mkfifo(tmp_path/'fifo')
     monkeypatch.setattr('mnist_scratch.speedrun.speedrun', lambda *a, **k: pytest.fail('trained before checking --save'))
